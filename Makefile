@@ -1,0 +1,40 @@
+# Every target builds its own virtualenv, so `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+# One interpreter per supported minor version, newest patch release found under pyenv.
+PYENV_ROOT ?= /root/.pyenv
+ALL_PYTHONS = $(foreach v,3.9 3.10 3.11 3.12 3.13,$(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(v).*/bin/python))))
+
+.PHONY: demo test test-all lint bench docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,lint,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/task_tracker.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all:
+	@set -e; for py in $(ALL_PYTHONS); do \
+	  v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  echo "=== Python $$v ($$py)"; \
+	  $(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$$v; \
+	done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf .venv .venv-* build dist *.egg-info

@@ -1,0 +1,90 @@
+"""aiolite: fast, cancellable async SQLite for asyncio and trio, compatible with aiosqlite.
+
+``import aiolite as aiosqlite`` works: the same API, on one worker thread per connection,
+with one thread round trip per operation.
+"""
+
+from sqlite3 import (
+    DatabaseError as DatabaseError,
+)
+from sqlite3 import (
+    DataError as DataError,
+)
+from sqlite3 import (
+    Error as Error,
+)
+from sqlite3 import (
+    IntegrityError as IntegrityError,
+)
+from sqlite3 import (
+    InterfaceError as InterfaceError,
+)
+from sqlite3 import (
+    InternalError as InternalError,
+)
+from sqlite3 import (
+    NotSupportedError as NotSupportedError,
+)
+from sqlite3 import (
+    OperationalError as OperationalError,
+)
+from sqlite3 import (
+    ProgrammingError as ProgrammingError,
+)
+from sqlite3 import (
+    Row as Row,
+)
+from sqlite3 import (
+    Warning as Warning,
+)
+from sqlite3 import (
+    paramstyle as paramstyle,
+)
+from sqlite3 import (
+    register_adapter as register_adapter,
+)
+from sqlite3 import (
+    register_converter as register_converter,
+)
+from sqlite3 import (
+    sqlite_version as sqlite_version,
+)
+from sqlite3 import (
+    sqlite_version_info as sqlite_version_info,
+)
+
+from ._blob import Blob as Blob
+from ._connection import Connection as Connection
+from ._connection import ConnectionStatistics as ConnectionStatistics
+from ._connection import connect as connect
+from ._cursor import Cursor as Cursor
+from ._exceptions import ConnectionClosedError as ConnectionClosedError
+from ._exceptions import NoEventLoopError as NoEventLoopError
+from ._version import __version__ as __version__
+
+__all__ = [
+    "Blob",
+    "Connection",
+    "ConnectionClosedError",
+    "ConnectionStatistics",
+    "Cursor",
+    "DataError",
+    "DatabaseError",
+    "Error",
+    "IntegrityError",
+    "InterfaceError",
+    "InternalError",
+    "NoEventLoopError",
+    "NotSupportedError",
+    "OperationalError",
+    "ProgrammingError",
+    "Row",
+    "Warning",
+    "__version__",
+    "connect",
+    "paramstyle",
+    "register_adapter",
+    "register_converter",
+    "sqlite_version",
+    "sqlite_version_info",
+]

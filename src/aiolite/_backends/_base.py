@@ -1,0 +1,28 @@
+"""The Waker protocol: how a worker thread hands an outcome back to one event loop."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .._worker import Job, Worker
+
+__all__ = ["Waker"]
+
+
+class Waker(Protocol):
+    """Bridges one event loop (an asyncio loop or a trio run) and the workers.
+
+    Implementations batch deliveries: results that arrive while a wake-up is already
+    scheduled ride along with it, so a burst of results costs the loop one wake-up.
+    """
+
+    def deliver(self, waiter: Any, ok: bool, value: Any) -> None:
+        """Worker thread: hand ``value`` (a result, or an exception if not ``ok``) to ``waiter``."""
+
+    async def wait(self, worker: Worker, job: Job) -> Any:
+        """Loop thread: submit ``job`` to ``worker`` and wait for its outcome.
+
+        **Cancellation**: the job is abandoned at once (``Worker.cancel``): never run if it
+        had not started, interrupted if it had.
+        """

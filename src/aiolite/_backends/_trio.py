@@ -1,0 +1,61 @@
+"""trio waker: tasks parked in ``wait_task_rescheduled``, woken via ``run_sync_soon``.
+
+Imported only when a call is made under trio, so aiolite never needs trio installed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import outcome
+import trio
+
+if TYPE_CHECKING:
+    from .._worker import Job, Worker
+
+__all__ = ["TrioWaker", "current_token"]
+
+current_token = trio.lowlevel.current_trio_token
+
+
+class TrioWaker:
+    __slots__ = ("_pending", "_scheduled", "_token")
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+        self._pending: deque[tuple[trio.lowlevel.Task, bool, Any]] = deque()
+        self._scheduled = False
+
+    def deliver(self, waiter: trio.lowlevel.Task, ok: bool, value: Any) -> None:
+        self._pending.append((waiter, ok, value))
+        if self._scheduled:
+            return
+        self._scheduled = True
+        try:
+            self._token.run_sync_soon(self._drain)
+        except trio.RunFinishedError:  # the run is over: nobody is left to wake
+            self._pending.clear()
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        pending = self._pending
+        reschedule = trio.lowlevel.reschedule
+        while pending:
+            task, ok, value = pending.popleft()
+            reschedule(task, outcome.Value(value) if ok else outcome.Error(value))
+        del task, value
+
+    async def wait(self, worker: Worker, job: Job) -> Any:
+        job.waiter = trio.lowlevel.current_task()
+        job.waker = self
+        worker.submit(job)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            # SUCCEEDED: the job will never deliver, so the task may leave now.
+            # FAILED: the outcome is already on its way and must be received.
+            if worker.cancel(job):
+                return trio.lowlevel.Abort.SUCCEEDED
+            return trio.lowlevel.Abort.FAILED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)

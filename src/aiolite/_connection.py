@@ -1,0 +1,643 @@
+"""Connection and connect(): the aiosqlite-compatible layer.
+
+Every public method is a thin delegation: it builds a :class:`~aiolite._worker.Job` and
+awaits it through the waker of the running event loop.  The comment on each method says how
+many thread round trips it costs; ``statistics()`` counts them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import warnings
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from types import TracebackType
+from typing import Any, Callable, Optional, Union
+
+from ._backends import WakerCache
+from ._blob import Blob
+from ._context import Result
+from ._cursor import Cursor, run_execute
+from ._exceptions import ConnectionClosedError
+from ._types import (
+    AuthorizerCallback,
+    BackupProgress,
+    Connector,
+    IsolationLevel,
+    Parameters,
+    ProgressHandler,
+    RowFactory,
+    StrPath,
+    TextFactory,
+    TraceCallback,
+)
+from ._worker import Job, Worker, close_connection
+
+__all__ = ["Connection", "ConnectionStatistics", "connect"]
+
+_NO_PARAMS: tuple[()] = ()
+_ISOLATION_LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+_DUMP_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class ConnectionStatistics:
+    """A snapshot of a connection's worker, from ``Connection.statistics()``."""
+
+    #: Jobs whose outcome was handed back to a waiting task since the connection opened.
+    round_trips: int
+    #: Jobs queued and not yet started.
+    queued: int
+    #: Whether the connection still accepts work.
+    open: bool
+
+
+# ---- worker side ------------------------------------------------------------------------
+
+
+def _open(_: None, worker: Worker, connector: Connector) -> tuple[Any, ...]:
+    conn = connector()
+    if not isinstance(conn, sqlite3.Connection):
+        raise TypeError(f"the connector returned {type(conn).__name__}, not sqlite3.Connection")
+    worker.adopt(conn)
+    return (
+        conn.isolation_level,
+        conn.row_factory,
+        conn.text_factory,
+        getattr(conn, "autocommit", None),
+    )
+
+
+def _method(conn: sqlite3.Connection, name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+    return getattr(conn, name)(*args, **kw)
+
+
+def _setattr(conn: sqlite3.Connection, name: str, value: Any) -> None:
+    setattr(conn, name, value)
+
+
+def _execute_fetchall(
+    conn: sqlite3.Connection, sql: str, params: Parameters, row_factory: RowFactory
+) -> list[Any]:
+    cur = conn.cursor()
+    cur.row_factory = row_factory
+    return cur.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
+def _execute_insert(
+    conn: sqlite3.Connection, sql: str, params: Parameters, row_factory: RowFactory
+) -> Any:
+    cur = conn.cursor()
+    cur.row_factory = row_factory
+    cur.execute(sql, params)  # type: ignore[arg-type]
+    return cur.execute("SELECT last_insert_rowid()").fetchone()
+
+
+class _Dump:
+    """The sqlite3 dump generator, kept (and finished) on the worker thread."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self) -> None:
+        self.lines: Optional[Iterator[str]] = None
+
+
+def _dump_chunk(conn: sqlite3.Connection, dump: _Dump, n: int) -> list[str]:
+    if dump.lines is None:
+        dump.lines = conn.iterdump()
+    return list(islice(dump.lines, n))
+
+
+def _dump_close(_: Any, dump: _Dump) -> None:
+    dump.lines = None
+
+
+def _backup(
+    conn: sqlite3.Connection, target: Union[Worker, sqlite3.Connection], kw: dict[str, Any]
+) -> None:
+    if isinstance(target, Worker):
+        raw = target.connection
+        if raw is None:
+            raise ConnectionClosedError("Connection closed: the backup target is closed")
+        target = raw
+    conn.backup(target, **kw)
+
+
+# ---- loop side ---------------------------------------------------------------------------
+
+
+class Connection:
+    """An async SQLite connection running on its own worker thread.
+
+    Create it with :func:`connect`; await it or use ``async with``.
+    """
+
+    def __init__(
+        self,
+        connector: Connector,
+        iter_chunk_size: int = 64,
+        loop: Any = None,
+    ) -> None:
+        if loop is not None:
+            warnings.warn(
+                "aiolite.Connection ignores the `loop` parameter; drop it",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if not isinstance(iter_chunk_size, int) or iter_chunk_size < 1:
+            raise ValueError(f"iter_chunk_size must be an int >= 1, got {iter_chunk_size!r}")
+        self._connector = connector
+        self._iter_chunk_size = iter_chunk_size
+        self._worker = Worker()
+        self._wakers = WakerCache()
+        # Mirrors of settings whose setters run on the worker (they may commit), so that
+        # reading them back never crosses threads.
+        self._isolation_level: IsolationLevel = ""
+        self._row_factory: RowFactory = None
+        self._text_factory: TextFactory = str
+        self._autocommit: Any = None
+
+    def __del__(self) -> None:
+        worker = getattr(self, "_worker", None)
+        if worker is None or worker.connection is None or not worker.accepting:
+            return  # never opened, or its close was already asked for
+        warnings.warn(
+            f"{self!r} was deleted before being closed; "
+            "use 'async with aiolite.connect(...)' or 'await db.close()'",
+            ResourceWarning,
+            stacklevel=1,
+        )
+        worker.stop()
+
+    def __repr__(self) -> str:
+        w = self._worker
+        state = "open" if w.connection is not None and w.accepting else "closed"
+        return f"<aiolite.Connection [{state}, {w.queued} queued, {w.round_trips} round trips]>"
+
+    # ---- opening and closing ----
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return self._connect().__await__()
+
+    async def __aenter__(self) -> Connection:
+        return await self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    async def _connect(self) -> Connection:
+        worker = self._worker
+        if worker.connection is not None:
+            return self
+        if worker.thread.ident is not None or not worker.accepting:
+            raise sqlite3.ProgrammingError(
+                "this connection was already opened once; create a new one with aiolite.connect()"
+            )
+        worker.start()
+        try:
+            settings = await self._wakers.current().wait(
+                worker, Job(_open, (worker, self._connector))
+            )
+        except BaseException:
+            worker.stop()
+            raise
+        self._isolation_level, self._row_factory, self._text_factory, self._autocommit = settings
+        return self
+
+    async def close(self) -> None:
+        """Run what is queued, close the connection and join its thread. Idempotent.
+
+        SQLite rolls back a transaction left open.  **Cancellation**: the close still
+        completes in the background; the running statement is interrupted.  1 round trip.
+        """
+        worker = self._worker
+        if worker.thread.ident is None:
+            worker.stop()
+            return
+        if not worker.finished:
+            await self._wakers.current().wait(worker, Job(close_connection, (worker,), final=True))
+        worker.join()
+
+    def stop(self) -> _Stopped:
+        """Close without waiting (usable without an event loop); await the result to wait."""
+        self._worker.stop()
+        return _Stopped(self)
+
+    # ---- shims for aiosqlite internals that its test suite (and some code) touches ----
+
+    @property
+    def _running(self) -> bool:
+        """aiosqlite: whether the worker thread still accepts work."""
+        return self._worker.thread.is_alive() and self._worker.accepting
+
+    @property
+    def _tx(self) -> Any:
+        """aiosqlite: the job queue (only ``empty()``/``qsize()`` are meaningful)."""
+        return self._worker._queue
+
+    # ---- the hot path ----
+
+    def _check_open(self) -> None:
+        worker = self._worker
+        if worker.connection is None or not worker.accepting:
+            raise self._not_open_error()
+
+    def _not_open_error(self) -> sqlite3.ProgrammingError:
+        if self._worker.thread.ident is None:
+            return sqlite3.ProgrammingError(
+                "the connection is not open yet: use 'await aiolite.connect(...)' or "
+                "'async with aiolite.connect(...) as db' before using it"
+            )
+        return ConnectionClosedError(
+            "Connection closed: this aiolite connection was closed; "
+            "open a new one with aiolite.connect()"
+        )
+
+    def _raise_deferred(self) -> None:
+        worker = self._worker
+        error, worker.deferred_error = worker.deferred_error, None
+        if error is not None:
+            raise error
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(sqlite3_connection, *args)`` on the worker: 1 round trip."""
+        worker = self._worker
+        if worker.connection is None:
+            raise self._not_open_error()
+        if worker.deferred_error is not None:
+            self._raise_deferred()
+        return await self._wakers.current().wait(worker, Job(fn, args))
+
+    async def _call_stmt(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Like _call, for statements: if cancelled, no implicit transaction is left open."""
+        worker = self._worker
+        if worker.connection is None:
+            raise self._not_open_error()
+        if worker.deferred_error is not None:
+            self._raise_deferred()
+        return await self._wakers.current().wait(worker, Job(fn, args, True))
+
+    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._check_open()
+        self._worker.post(fn, *args)
+
+    # ---- statements ----
+
+    def cursor(self) -> Result[Cursor]:
+        """Create a cursor. 0 round trips."""
+        return Result(self._cursor())
+
+    async def _cursor(self) -> Cursor:
+        self._check_open()
+        return Cursor(self)
+
+    def execute(self, sql: str, parameters: Optional[Parameters] = None) -> Result[Cursor]:
+        """Execute a statement and prefetch its first rows; returns a cursor. 1 round trip.
+
+        **Cancellation**: a statement that had not started never runs; a running one is
+        interrupted; if it opened a transaction implicitly, that transaction is rolled back.
+        """
+        return Result(self._execute(sql, parameters))
+
+    async def _execute(self, sql: str, parameters: Optional[Parameters]) -> Cursor:
+        cursor = Cursor(self)
+        await self._call_stmt(
+            run_execute,
+            cursor._res,
+            sql,
+            _NO_PARAMS if parameters is None else parameters,
+            cursor.row_factory,
+            self._iter_chunk_size,
+        )
+        return cursor
+
+    def executemany(self, sql: str, parameters: Iterable[Parameters]) -> Result[Cursor]:
+        """Execute a DML statement for each parameter set; returns a cursor. 1 round trip."""
+        return Result(self._via_cursor("executemany", sql, parameters))
+
+    def executescript(self, sql_script: str) -> Result[Cursor]:
+        """Execute a script of statements; returns a cursor. 1 round trip."""
+        return Result(self._via_cursor("executescript", sql_script))
+
+    async def _via_cursor(self, method: str, *args: Any) -> Cursor:
+        cursor = Cursor(self)
+        await getattr(cursor, method)(*args)
+        return cursor
+
+    def execute_insert(self, sql: str, parameters: Optional[Parameters] = None) -> Result[Any]:
+        """Execute an INSERT and return ``(last_insert_rowid,)`` as a row. 1 round trip."""
+        return Result(self._fetch_helper(_execute_insert, sql, parameters))
+
+    def execute_fetchall(
+        self, sql: str, parameters: Optional[Parameters] = None
+    ) -> Result[list[Any]]:
+        """Execute a query and return all its rows. 1 round trip."""
+        return Result(self._fetch_helper(_execute_fetchall, sql, parameters))
+
+    async def _fetch_helper(
+        self, fn: Callable[..., Any], sql: str, parameters: Optional[Parameters]
+    ) -> Any:
+        params = _NO_PARAMS if parameters is None else parameters
+        return await self._call_stmt(fn, sql, params, self._row_factory)
+
+    async def commit(self) -> None:
+        """Commit the current transaction. 1 round trip."""
+        await self._call(_method, "commit", (), {})
+
+    async def rollback(self) -> None:
+        """Roll back the current transaction. 1 round trip."""
+        await self._call(_method, "rollback", (), {})
+
+    async def interrupt(self) -> None:
+        """Abort the statement running now, from any task. 0 round trips."""
+        self._check_open()
+        self._worker.interrupt()
+
+    # ---- settings read without crossing threads ----
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._worker.inspect("in_transaction"))
+
+    @property
+    def total_changes(self) -> int:
+        return int(self._worker.inspect("total_changes"))
+
+    @property
+    def isolation_level(self) -> IsolationLevel:
+        return self._isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: IsolationLevel) -> None:
+        if value is not None:
+            if not isinstance(value, str):
+                raise TypeError(f"isolation_level must be str or None, not {type(value).__name__}")
+            if value.upper() not in _ISOLATION_LEVELS:
+                raise ValueError(
+                    "isolation_level string must be '', 'DEFERRED', 'IMMEDIATE', or "
+                    f"'EXCLUSIVE', got {value!r}"
+                )
+        # Runs on the worker, after everything queued before it (None commits first).
+        self._post(_setattr, "isolation_level", value)
+        self._isolation_level = value
+
+    @property
+    def row_factory(self) -> RowFactory:
+        return self._row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: RowFactory) -> None:
+        self._post(_setattr, "row_factory", factory)
+        self._row_factory = factory
+
+    @property
+    def text_factory(self) -> TextFactory:
+        return self._text_factory
+
+    @text_factory.setter
+    def text_factory(self, factory: TextFactory) -> None:
+        self._post(_setattr, "text_factory", factory)
+        self._text_factory = factory
+
+    @property
+    def autocommit(self) -> Any:
+        """sqlite3's ``autocommit`` (Python 3.12+): True, False or LEGACY_TRANSACTION_CONTROL."""
+        _require(3, 12, "autocommit")
+        return self._autocommit
+
+    @autocommit.setter
+    def autocommit(self, value: Any) -> None:
+        _require(3, 12, "autocommit")
+        legacy = getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
+        if value is not True and value is not False and value != legacy:
+            raise ValueError(
+                "autocommit must be True, False, or sqlite3.LEGACY_TRANSACTION_CONTROL, "
+                f"got {value!r}"
+            )
+        self._post(_setattr, "autocommit", value)
+        self._autocommit = value
+
+    def statistics(self) -> ConnectionStatistics:
+        """Return the round trips made so far and the jobs waiting (for tests and tuning)."""
+        w = self._worker
+        return ConnectionStatistics(
+            round_trips=w.round_trips,
+            queued=w.queued,
+            open=w.connection is not None and w.accepting,
+        )
+
+    # ---- sqlite3.Connection methods that run on the worker (1 round trip each) ----
+
+    async def _invoke(self, method: str, /, *args: Any, **kw: Any) -> Any:
+        return await self._call(_method, method, args, kw)
+
+    async def create_function(
+        self,
+        name: str,
+        num_params: int,
+        func: Optional[Callable[..., Any]],
+        *,
+        deterministic: bool = False,
+    ) -> None:
+        """Register a SQL function; ``deterministic`` lets SQLite use it in indexes."""
+        await self._invoke("create_function", name, num_params, func, deterministic=deterministic)
+
+    async def create_aggregate(self, name: str, n_arg: int, aggregate_class: Any) -> None:
+        """Register a SQL aggregate function (a class with ``step`` and ``finalize``)."""
+        await self._invoke("create_aggregate", name, n_arg, aggregate_class)
+
+    async def create_collation(
+        self, name: str, callable: Optional[Callable[[str, str], int]]
+    ) -> None:
+        """Register (or remove, with None) a collation."""
+        await self._invoke("create_collation", name, callable)
+
+    async def create_window_function(
+        self, name: str, num_params: int, aggregate_class: Any
+    ) -> None:
+        """Register an aggregate window function (Python 3.11+)."""
+        _require(3, 11, "create_window_function()")
+        await self._invoke("create_window_function", name, num_params, aggregate_class)
+
+    async def set_authorizer(self, authorizer_callback: Optional[AuthorizerCallback]) -> None:
+        """Set (or remove, with None) the authorizer called for each statement prepared."""
+        await self._invoke("set_authorizer", authorizer_callback)
+
+    async def set_progress_handler(self, handler: Optional[ProgressHandler], n: int) -> None:
+        """Call ``handler`` every ``n`` VM instructions; a true return aborts the statement."""
+        await self._invoke("set_progress_handler", handler, n)
+
+    async def set_trace_callback(self, handler: Optional[TraceCallback]) -> None:
+        """Call ``handler`` with the text of each statement executed."""
+        await self._invoke("set_trace_callback", handler)
+
+    async def enable_load_extension(self, value: bool) -> None:
+        """Allow or forbid loading SQLite extensions."""
+        await self._invoke("enable_load_extension", value)
+
+    async def load_extension(self, path: str, *, entrypoint: Optional[str] = None) -> None:
+        """Load a SQLite extension from ``path``."""
+        if entrypoint is None:
+            await self._invoke("load_extension", path)
+        else:
+            await self._invoke("load_extension", path, entrypoint=entrypoint)
+
+    async def getlimit(self, category: int) -> int:
+        """Return a run-time limit such as ``sqlite3.SQLITE_LIMIT_LENGTH`` (Python 3.11+)."""
+        _require(3, 11, "getlimit()")
+        return int(await self._invoke("getlimit", category))
+
+    async def setlimit(self, category: int, limit: int) -> int:
+        """Set a run-time limit and return the previous value (Python 3.11+)."""
+        _require(3, 11, "setlimit()")
+        return int(await self._invoke("setlimit", category, limit))
+
+    async def serialize(self, *, name: str = "main") -> bytes:
+        """Return the database as bytes (Python 3.11+)."""
+        _require(3, 11, "serialize()")
+        return bytes(await self._invoke("serialize", name=name))
+
+    async def deserialize(self, data: bytes, *, name: str = "main") -> None:
+        """Replace the database with ``data`` from serialize() (Python 3.11+)."""
+        _require(3, 11, "deserialize()")
+        await self._invoke("deserialize", data, name=name)
+
+    async def blobopen(
+        self, table: str, column: str, row: int, *, readonly: bool = False, name: str = "main"
+    ) -> Blob:
+        """Open a BLOB for incremental I/O (Python 3.11+); use ``async with``."""
+        _require(3, 11, "blobopen()")
+        raw = await self._invoke("blobopen", table, column, row, readonly=readonly, name=name)
+        return Blob(self, raw, await self._call(_blob_len, raw))
+
+    def iterdump(self) -> AsyncIterator[str]:
+        """Yield the database as SQL text, like ``sqlite3.Connection.iterdump()``.
+
+        Use ``async for line in db.iterdump()``; lines come 512 per round trip.
+        """
+        return _DumpIterator(self)
+
+    async def backup(
+        self,
+        target: Union[Connection, sqlite3.Connection],
+        *,
+        pages: int = -1,
+        progress: Optional[BackupProgress] = None,
+        name: str = "main",
+        sleep: float = 0.250,
+    ) -> None:
+        """Copy this database into ``target`` with SQLite's online backup API.
+
+        ``progress(status, remaining, total)`` is called on the worker thread.  1 round trip.
+        """
+        if target is self:
+            raise ValueError("backup target must be a different connection")
+        dest: Union[Worker, sqlite3.Connection] = (
+            target._worker if isinstance(target, Connection) else target
+        )
+        kw = {"pages": pages, "progress": progress, "name": name, "sleep": sleep}
+        await self._call(_backup, dest, kw)
+
+
+def _blob_len(_: Any, raw: Any) -> int:
+    return len(raw)
+
+
+def _require(major: int, minor: int, what: str) -> None:
+    if sys.version_info < (major, minor):
+        raise sqlite3.NotSupportedError(
+            f"{what} needs Python {major}.{minor}+ (its sqlite3 module provides it); "
+            f"this is Python {sys.version_info[0]}.{sys.version_info[1]}"
+        )
+
+
+class _DumpIterator:
+    """``async for`` over ``iterdump()`` (a class, not an async generator: nothing to finalize)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._dump = _Dump()
+        self._lines: list[str] = []
+        self._done = False
+
+    def __aiter__(self) -> _DumpIterator:
+        return self
+
+    async def __anext__(self) -> str:
+        if not self._lines:
+            if self._done:
+                raise StopAsyncIteration
+            self._lines = await self._conn._call(_dump_chunk, self._dump, _DUMP_CHUNK)
+            self._lines.reverse()
+            self._done = len(self._lines) < _DUMP_CHUNK
+            if not self._lines:
+                raise StopAsyncIteration
+        return self._lines.pop()
+
+    def __del__(self) -> None:
+        # Stopped early: let the dump's statements finish on their own thread.
+        if not self._done:
+            self._conn._worker.post(_dump_close, self._dump)
+
+
+class _Stopped:
+    """What ``Connection.stop()`` returns: ignore it, or await it to wait for the thread."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._conn.close().__await__()
+
+
+def connect(
+    database: StrPath,
+    *,
+    iter_chunk_size: int = 64,
+    loop: Any = None,
+    **kwargs: Any,
+) -> Connection:
+    """Open a connection; ``await`` it or use ``async with``.
+
+    ``kwargs`` go to :func:`sqlite3.connect` (``timeout``, ``detect_types``,
+    ``isolation_level``, ``uri``, ``autocommit``...).  ``iter_chunk_size`` is how many rows
+    ``execute`` prefetches and ``async for`` fetches first.
+    """
+    if loop is not None:
+        warnings.warn(
+            "aiolite.connect() ignores the `loop` parameter; drop it",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    location = _location(database)
+
+    def connector() -> sqlite3.Connection:
+        conn: sqlite3.Connection = sqlite3.connect(location, **kwargs)
+        return conn
+
+    return Connection(connector, iter_chunk_size)
+
+
+def _location(database: Any) -> str:
+    if isinstance(database, str):
+        return database
+    if isinstance(database, bytes):
+        return database.decode("utf-8")
+    if isinstance(database, os.PathLike):
+        path = os.fspath(database)
+        return path.decode("utf-8") if isinstance(path, bytes) else path
+    return str(database)
+
+
+Connection.__module__ = "aiolite"
+ConnectionStatistics.__module__ = "aiolite"

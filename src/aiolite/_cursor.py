@@ -1,0 +1,282 @@
+"""Cursor: the aiosqlite-compatible cursor, and the worker-side functions it runs.
+
+The rows live in a :class:`_Results` shared with the worker: jobs (running on the worker
+thread, in queue order) fill ``rows`` and set the metadata; the loop thread only reads it
+after the job that wrote it completed, and pops rows from ``rows``.  Because the worker
+writes the rows itself, a fetch whose waiting task was cancelled after the rows were read
+still leaves them in the buffer: cancelling a fetch never silently skips rows.
+
+Thread round trips: ``execute`` prefetches the first ``iter_chunk_size`` rows with the
+statement, so for results that fit, ``fetchone``/``fetchmany``/``fetchall``/``close`` cost
+nothing more; ``async for`` fetches in chunks that double up to ``MAX_CHUNK`` rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional
+
+from ._types import Parameters, RowFactory
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["MAX_CHUNK", "Cursor"]
+
+#: Upper bound on the rows one ``async for`` refill fetches (chunks grow from iter_chunk_size).
+MAX_CHUNK = 1024
+
+_NO_PARAMS: tuple[()] = ()
+
+
+class _Results:
+    """Rows and metadata of the last statement; written by the worker, read by the loop."""
+
+    __slots__ = ("description", "lastrowid", "raw", "rowcount", "rows")
+
+    def __init__(self) -> None:
+        self.rows: deque[Any] = deque()
+        #: The sqlite3 cursor while it still has unread rows; None once exhausted.
+        self.raw: Optional[sqlite3.Cursor] = None
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: Optional[int] = None
+
+
+# ---- worker side: these run on the connection's thread -----------------------------------
+
+
+def _read(res: _Results, cur: sqlite3.Cursor, n: int) -> None:
+    """Move up to ``n`` rows (all if n < 0) from ``cur`` into the buffer."""
+    try:
+        rows = cur.fetchall() if n < 0 else cur.fetchmany(n)
+    except BaseException:
+        res.raw = None
+        raise
+    res.rows.extend(rows)
+    if n < 0 or len(rows) < n:
+        res.raw = None  # exhausted: SQLite already reset the statement, nothing to close
+    else:
+        res.raw = cur
+
+
+def _release(_: Any, res: _Results) -> None:
+    raw, res.raw = res.raw, None
+    if raw is not None:
+        raw.close()
+
+
+def _start(conn: sqlite3.Connection, res: _Results, row_factory: RowFactory) -> sqlite3.Cursor:
+    _release(conn, res)
+    res.rows.clear()
+    cur = conn.cursor()
+    cur.row_factory = row_factory
+    return cur
+
+
+def _finish(res: _Results, cur: sqlite3.Cursor, prefetch: int) -> None:
+    res.description = cur.description
+    res.rowcount = cur.rowcount
+    res.lastrowid = cur.lastrowid
+    if cur.description is not None:
+        _read(res, cur, prefetch)
+
+
+def run_execute(
+    conn: sqlite3.Connection,
+    res: _Results,
+    sql: str,
+    params: Parameters,
+    row_factory: RowFactory,
+    prefetch: int,
+) -> None:
+    cur = _start(conn, res, row_factory)
+    cur.execute(sql, params)  # type: ignore[arg-type]
+    _finish(res, cur, prefetch)
+
+
+def run_executemany(
+    conn: sqlite3.Connection,
+    res: _Results,
+    sql: str,
+    seq: Iterable[Parameters],
+    row_factory: RowFactory,
+    prefetch: int,
+) -> None:
+    cur = _start(conn, res, row_factory)
+    cur.executemany(sql, seq)  # type: ignore[arg-type]
+    _finish(res, cur, prefetch)
+
+
+def run_executescript(
+    conn: sqlite3.Connection, res: _Results, script: str, row_factory: RowFactory, prefetch: int
+) -> None:
+    cur = _start(conn, res, row_factory)
+    cur.executescript(script)
+    _finish(res, cur, prefetch)
+
+
+def run_fetch(_: Any, res: _Results, n: int) -> None:
+    if res.raw is not None:
+        _read(res, res.raw, n)
+
+
+# ---- loop side ---------------------------------------------------------------------------
+
+
+class Cursor:
+    """An async cursor, as ``aiosqlite.Cursor``.
+
+    ``row_factory`` and ``arraysize`` are plain attributes; ``row_factory`` starts as the
+    connection's and applies to the statements executed after it is set.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._res = _Results()
+        self._closed = False
+        self.iter_chunk_size: int = conn._iter_chunk_size
+        self._chunk = self.iter_chunk_size
+        self.arraysize = 1
+        self.row_factory: RowFactory = conn.row_factory
+
+    def __del__(self) -> None:
+        # Finalize a half-read statement on its own thread, never on the loop thread.
+        try:
+            if self._res.raw is not None:
+                self._conn._worker.post(_release, self._res)
+        except Exception:  # interpreter shutdown: the exit hook closes the connection
+            pass
+
+    # -- statements (1 round trip each) --
+
+    async def execute(self, sql: str, parameters: Optional[Parameters] = None) -> Cursor:
+        """Execute one statement and prefetch its first rows. Returns this cursor."""
+        await self._stmt(run_execute, sql, _NO_PARAMS if parameters is None else parameters)
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Parameters]) -> Cursor:
+        """Execute a DML statement once per parameter set. Returns this cursor."""
+        await self._stmt(run_executemany, sql, parameters)
+        return self
+
+    async def executescript(self, sql_script: str) -> Cursor:
+        """Execute a script of several statements. Returns this cursor."""
+        await self._stmt(run_executescript, sql_script)
+        return self
+
+    async def _stmt(self, fn: Any, *args: Any) -> None:
+        self._check()
+        self._chunk = self.iter_chunk_size * 2  # the statement prefetches the first chunk
+        await self._conn._call_stmt(fn, self._res, *args, self.row_factory, self.iter_chunk_size)
+
+    # -- fetching (0 round trips while the prefetched rows last) --
+
+    async def fetchone(self) -> Any:
+        """Return the next row, or None when there are no more."""
+        self._check()
+        rows = self._res.rows
+        if not rows:
+            if self._res.raw is None:
+                return None
+            await self._fill(self._grow())
+            if not rows:
+                return None
+        return rows.popleft()
+
+    async def fetchmany(self, size: Optional[int] = None) -> list[Any]:
+        """Return up to ``size`` rows (default ``arraysize``)."""
+        self._check()
+        n = self.arraysize if size is None else size
+        rows = self._res.rows
+        while len(rows) < n and self._res.raw is not None:
+            await self._fill(max(n - len(rows), self._grow()))
+        return [rows.popleft() for _ in range(min(n, len(rows)))]
+
+    async def fetchall(self) -> list[Any]:
+        """Return all remaining rows."""
+        self._check()
+        if self._res.raw is not None:
+            await self._fill(-1)
+        rows = self._res.rows
+        out = list(rows)
+        rows.clear()
+        return out
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        rows = self._res.rows
+        if not rows:
+            self._check()
+            if self._res.raw is None:
+                raise StopAsyncIteration
+            await self._fill(self._grow())
+            if not rows:
+                raise StopAsyncIteration
+        return rows.popleft()
+
+    def _grow(self) -> int:
+        n = self._chunk
+        self._chunk = min(n * 2, max(MAX_CHUNK, self.iter_chunk_size))
+        return n
+
+    async def _fill(self, n: int) -> None:
+        await self._conn._call(run_fetch, self._res, n)
+
+    # -- lifecycle --
+
+    async def close(self) -> None:
+        """Close the cursor (0 round trips: a half-read statement is released in order)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._res.rows.clear()
+        if self._res.raw is not None:
+            self._conn._worker.post(_release, self._res)
+
+    def _check(self) -> None:
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed cursor.")
+        self._conn._check_open()
+
+    async def __aenter__(self) -> Cursor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    # -- metadata of the last statement --
+
+    @property
+    def rowcount(self) -> int:
+        return self._res.rowcount
+
+    @property
+    def lastrowid(self) -> Optional[int]:
+        return self._res.lastrowid
+
+    @property
+    def description(self) -> Any:
+        return self._res.description
+
+    @property
+    def connection(self) -> Connection:
+        """The aiolite Connection this cursor belongs to."""
+        return self._conn
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._res.rows)} rows buffered"
+        return f"<aiolite.Cursor [{state}]>"
+
+
+Cursor.__module__ = "aiolite"

@@ -1,0 +1,23 @@
+"""aiolite's own errors, each a subclass of the matching sqlite3 DB-API class.
+
+``except sqlite3.ProgrammingError`` keeps catching them, and so does ``except ValueError``
+where aiosqlite used to raise a plain ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["ConnectionClosedError", "NoEventLoopError"]
+
+
+class ConnectionClosedError(sqlite3.ProgrammingError, ValueError):
+    """The connection was closed (aiosqlite raised ``ValueError("Connection closed")``)."""
+
+
+class NoEventLoopError(RuntimeError):
+    """An async aiolite call was made outside asyncio and trio."""
+
+
+ConnectionClosedError.__module__ = "aiolite"
+NoEventLoopError.__module__ = "aiolite"

@@ -1,0 +1,282 @@
+"""The worker thread: the one place where a call crosses threads.
+
+Each connection owns one :class:`Worker`, a thread that owns one ``sqlite3.Connection``.
+The event loop hands it :class:`Job` objects through a ``SimpleQueue``; the worker runs them
+strictly in order and hands each outcome to the job's *waker* (see ``_backends``), which
+wakes the waiting task on its own event loop.  Nothing here knows about SQL.
+
+Protocol, in one screen:
+
+* ``submit(job)`` (any thread) puts a job on the queue, unless the worker stopped accepting.
+* The worker marks the job RUNNING under ``_lock``, calls ``job.fn(connection, *job.args)``,
+  marks it DONE under ``_lock``, then calls ``job.waker.deliver(job.waiter, ok, value)``.
+* ``cancel(job)`` (loop thread) marks a PENDING job CANCELLED, so it never runs; a RUNNING
+  one is CANCELLED and interrupted with ``sqlite3.Connection.interrupt()``.  Holding ``_lock``
+  while interrupting guarantees the interrupt is aimed at that job and no later one.  The
+  outcome of a cancelled job is dropped; if it opened a transaction implicitly, the worker
+  rolls that transaction back before running the next job.
+* The *final* job (``stop()``, ``Connection.close()``) stops the queue from accepting more:
+  the jobs already queued run first, then it closes the connection and the thread ends.
+  Nothing can be queued behind it, so no job is ever left waiting forever.
+
+The thread is a daemon so that a connection nobody closed never keeps the interpreter
+alive; an ``atexit`` hook closes such connections cleanly before the interpreter finalizes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sqlite3
+import threading
+import weakref
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ._exceptions import ConnectionClosedError
+
+if TYPE_CHECKING:
+    from ._backends._base import Waker
+
+__all__ = ["Job", "Worker", "close_connection"]
+
+PENDING, RUNNING, DONE, CANCELLED = 0, 1, 2, 3
+
+#: How long the exit hook waits for each worker to finish the statement it is running.
+EXIT_JOIN_TIMEOUT = 2.0
+
+JobFn = Callable[..., Any]
+
+
+class Job:
+    """One call to run on the worker: ``fn(connection, *args)``."""
+
+    __slots__ = ("args", "final", "fn", "rollback_if_cancelled", "state", "waiter", "waker")
+
+    def __init__(
+        self,
+        fn: JobFn,
+        args: tuple[Any, ...],
+        rollback_if_cancelled: bool = False,
+        final: bool = False,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.state = PENDING
+        self.waker: Optional[Waker] = None
+        self.waiter: Any = None
+        # Statement jobs: a cancelled one must not leave behind a transaction it opened.
+        self.rollback_if_cancelled = rollback_if_cancelled
+        # The closing job: the last one the worker runs; it cannot be cancelled.
+        self.final = final
+
+
+def _closed_error() -> ConnectionClosedError:
+    return ConnectionClosedError(
+        "Connection closed: this aiolite connection was closed (or is closing); "
+        "open a new one with aiolite.connect()"
+    )
+
+
+class Worker:
+    """A thread that owns one sqlite3 connection and runs jobs on it in order."""
+
+    def __init__(self, name: str = "aiolite-worker") -> None:
+        self._queue: SimpleQueue[Job] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._accepting = True
+        self._finished = False
+        self._late: list[Job] = []  # final jobs submitted after the first: woken at the end
+        #: The sqlite3 connection, set by the job that opens it; None before and after.
+        self.connection: Optional[sqlite3.Connection] = None
+        #: Number of jobs whose outcome was delivered to a waiting task (thread round trips).
+        self.round_trips = 0
+        #: Error raised by a job nobody waited for (a property setter); raised by the next call.
+        self.deferred_error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    # ---- called from event loop threads -------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        self.thread.start()
+        _live_workers.add(self)
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job``; raise ConnectionClosedError once the worker stopped accepting.
+
+        A final job is always accepted: the first one closes the connection, later ones
+        are woken when the thread has ended.
+        """
+        with self._lock:
+            if self._accepting:
+                if job.final:
+                    self._accepting = False
+                self._queue.put(job)
+                return
+            if not job.final:
+                raise _closed_error()
+            if not self._finished:
+                self._late.append(job)
+                return
+        job.state = DONE
+        if job.waker is not None:  # already over: the waker wakes the task on its next turn
+            job.waker.deliver(job.waiter, True, None)
+
+    def post(self, fn: JobFn, *args: Any) -> bool:
+        """Queue a job nobody waits for; return False (and do nothing) if not accepting."""
+        with self._lock:
+            if not self._accepting:
+                return False
+            self._queue.put(Job(fn, args))
+            return True
+
+    def stop(self) -> None:
+        """Stop accepting jobs; the queued ones run, then the connection is closed."""
+        if self.thread.ident is None:  # never started: there is nothing to close
+            with self._lock:
+                self._accepting = False
+                self._finished = True
+            return
+        try:
+            self.submit(Job(close_connection, (self,), final=True))
+        except ConnectionClosedError:
+            pass
+
+    def cancel(self, job: Job) -> bool:
+        """Abandon ``job``: True if it will never deliver, False if its outcome is on the way.
+
+        A running job is interrupted.  The final job is never abandoned (the connection
+        must close) but cancelling it interrupts the statement running ahead of it.
+        """
+        with self._lock:
+            state = job.state
+            if state in (DONE, CANCELLED):
+                return state == CANCELLED
+            if job.final:
+                self._interrupt_locked()
+                return False
+            job.state = CANCELLED
+            if state == RUNNING:
+                self._interrupt_locked()
+            return True
+
+    def interrupt(self) -> None:
+        """Abort whatever statement is running now."""
+        with self._lock:
+            self._interrupt_locked()
+
+    def _interrupt_locked(self) -> None:
+        # Only under the lock: _close_connection() detaches the connection under it first,
+        # so sqlite3_interrupt() never races with sqlite3_close().
+        if self.connection is not None:
+            try:
+                self.connection.interrupt()
+            except sqlite3.ProgrammingError:
+                pass
+
+    def inspect(self, name: str) -> Any:
+        """Read an attribute of the sqlite3 connection that needs no thread (in_transaction)."""
+        with self._lock:
+            if self.connection is None:
+                raise _closed_error()
+            return getattr(self.connection, name)
+
+    def adopt(self, conn: sqlite3.Connection) -> None:
+        """Worker thread: take ownership of the connection the opening job created."""
+        with self._lock:
+            self.connection = conn
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the thread to end (True if it did); a thread never started counts."""
+        if self.thread.ident is None or self.thread is threading.current_thread():
+            return True
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    # ---- the worker thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        get = self._queue.get
+        lock = self._lock
+        while True:
+            job = get()
+            with lock:
+                if job.state != PENDING:  # cancelled before it started: never runs
+                    continue
+                job.state = RUNNING
+            conn = self.connection
+            tx_before = job.rollback_if_cancelled and conn is not None and conn.in_transaction
+            try:
+                value = job.fn(conn, *job.args)
+                ok = True
+            except BaseException as exc:  # delivered to the waiting task, never lost
+                value = exc
+                ok = False
+            with lock:
+                cancelled = job.state == CANCELLED
+                job.state = DONE
+            if cancelled:
+                if job.rollback_if_cancelled and not tx_before:
+                    self._rollback_implicit_transaction()
+            elif job.waker is not None:
+                self.round_trips += 1
+                job.waker.deliver(job.waiter, ok, value)
+            elif not ok:
+                self.deferred_error = value
+            if job.final:
+                self._finish()
+                return
+            # Drop references now: a traceback must not keep rows or cursors alive.
+            del job, value
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._finished = True
+            late, self._late = self._late, []
+        for job in late:
+            job.state = DONE
+            if job.waker is not None:
+                job.waker.deliver(job.waiter, True, None)
+
+    def _rollback_implicit_transaction(self) -> None:
+        conn = self.connection
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.rollback()
+            except sqlite3.Error:
+                pass
+
+
+def close_connection(_: Any, worker: Worker) -> None:
+    """The final job: close the connection (SQLite rolls back what was not committed)."""
+    with worker._lock:
+        conn, worker.connection = worker.connection, None
+    if conn is not None:
+        conn.close()
+
+
+# Workers whose thread may still run; the exit hook closes what the program left open.
+_live_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    workers = list(_live_workers)
+    for worker in workers:
+        worker.stop()
+        worker.interrupt()  # nobody can await a result any more: stop long statements now
+    for worker in workers:
+        worker.join(EXIT_JOIN_TIMEOUT)
+
+
+atexit.register(_close_all_at_exit)
