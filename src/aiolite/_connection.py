@@ -276,14 +276,19 @@ class Connection:
             self._raise_deferred()
         return await self._wakers.current().wait(worker, Job(fn, args))
 
-    async def _call_stmt(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Like _call, for statements: if cancelled, no implicit transaction is left open."""
+    async def _call_stmt(self, sql: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Like _call, for the statement ``sql`` (passed in ``args`` too).
+
+        If cancelled, no implicit transaction is left open; the worker keeps the statement's
+        run time history under ``sql`` to decide whether it may batch around it.
+        """
         worker = self._worker
         if worker.connection is None:
             raise self._not_open_error()
         if worker.deferred_error is not None:
             self._raise_deferred()
-        return await self._wakers.current().wait(worker, Job(fn, args, True))
+        job = Job(fn, args, True, False, sql)
+        return await self._wakers.current().wait(worker, job)
 
     def _post(self, fn: Callable[..., Any], *args: Any) -> None:
         self._check_open()
@@ -310,6 +315,7 @@ class Connection:
     async def _execute(self, sql: str, parameters: Optional[Parameters]) -> Cursor:
         cursor = Cursor(self)
         await self._call_stmt(
+            sql,
             run_execute,
             cursor._res,
             sql,
@@ -346,7 +352,7 @@ class Connection:
         self, fn: Callable[..., Any], sql: str, parameters: Optional[Parameters]
     ) -> Any:
         params = _NO_PARAMS if parameters is None else parameters
-        return await self._call_stmt(fn, sql, params, self._row_factory)
+        return await self._call_stmt(sql, fn, sql, params, self._row_factory)
 
     async def commit(self) -> None:
         """Commit the current transaction. 1 round trip."""

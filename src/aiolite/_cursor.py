@@ -168,10 +168,12 @@ class Cursor:
         await self._stmt(run_executescript, sql_script)
         return self
 
-    async def _stmt(self, fn: Any, *args: Any) -> None:
+    async def _stmt(self, fn: Any, sql: str, *args: Any) -> None:
         self._check()
         self._chunk = self.iter_chunk_size * 2  # the statement prefetches the first chunk
-        await self._conn._call_stmt(fn, self._res, *args, self.row_factory, self.iter_chunk_size)
+        await self._conn._call_stmt(
+            sql, fn, self._res, sql, *args, self.row_factory, self.iter_chunk_size
+        )
 
     # -- fetching (0 round trips while the prefetched rows last) --
 

@@ -9,7 +9,9 @@ Protocol, in one screen:
 
 * ``submit(job)`` (any thread) puts a job on the queue, unless the worker stopped accepting.
 * The worker marks the job RUNNING under ``_lock``, calls ``job.fn(connection, *job.args)``,
-  marks it DONE under ``_lock``, then calls ``job.waker.deliver(job.waiter, ok, value)``.
+  marks it DONE under ``_lock``, then hands the outcome to ``job.waker`` (``push`` + ``wake``).
+  While more jobs are queued and known to be short, it holds outcomes and hands them over
+  as a batch, so a burst of work costs the loop one wake-up (see SHORT_JOB below).
 * ``cancel(job)`` (loop thread) marks a PENDING job CANCELLED, so it never runs; a RUNNING
   one is CANCELLED and interrupted with ``sqlite3.Connection.interrupt()``.  Holding ``_lock``
   while interrupting guarantees the interrupt is aimed at that job and no later one.  The
@@ -28,8 +30,9 @@ from __future__ import annotations
 import atexit
 import sqlite3
 import threading
+import time
 import weakref
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._exceptions import ConnectionClosedError
@@ -44,13 +47,23 @@ PENDING, RUNNING, DONE, CANCELLED = 0, 1, 2, 3
 #: How long the exit hook waits for each worker to finish the statement it is running.
 EXIT_JOIN_TIMEOUT = 2.0
 
+# Batching: while more jobs are queued, the worker holds finished outcomes and runs the
+# next job first, if that kind of job has so far taken less than SHORT_JOB; the loop is then
+# woken once for the whole batch instead of fighting the worker for the GIL after every
+# job.  A held outcome waits at most MAX_HOLD plus one job that turned out slow.
+SHORT_JOB = 200e-6
+MAX_HOLD = 1e-3
+MAX_HELD = 256
+MAX_KEYS = 2048
+LONG = float("inf")
+
 JobFn = Callable[..., Any]
 
 
 class Job:
     """One call to run on the worker: ``fn(connection, *args)``."""
 
-    __slots__ = ("args", "final", "fn", "rollback_if_cancelled", "state", "waiter", "waker")
+    __slots__ = ("args", "final", "fn", "key", "rollback_if_cancelled", "state", "waiter", "waker")
 
     def __init__(
         self,
@@ -58,8 +71,11 @@ class Job:
         args: tuple[Any, ...],
         rollback_if_cancelled: bool = False,
         final: bool = False,
+        key: Any = None,
     ) -> None:
         self.fn = fn
+        # What the worker's duration history is kept by: the SQL text for statements.
+        self.key = fn if key is None else key
         self.args = args
         self.state = PENDING
         self.waker: Optional[Waker] = None
@@ -92,6 +108,7 @@ class Worker:
         self.round_trips = 0
         #: Error raised by a job nobody waited for (a property setter); raised by the next call.
         self.deferred_error: Optional[BaseException] = None
+        self._durations: dict[Any, float] = {}  # job key -> moving average of its run time
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # ---- called from event loop threads -------------------------------------------------
@@ -117,29 +134,36 @@ class Worker:
 
         A final job is always accepted: the first one closes the connection, later ones
         are woken when the thread has ended.
+
+        No lock here: holding one while ``put()`` wakes the worker makes the worker block
+        on it straight away, an extra thread wake-up per job.  The rare race (a job queued
+        by another thread behind the final one) is settled by ``_fail_leftovers``.
         """
-        with self._lock:
-            if self._accepting:
-                if job.final:
+        if job.final:
+            with self._lock:
+                if self._accepting:
                     self._accepting = False
-                self._queue.put(job)
-                return
-            if not job.final:
-                raise _closed_error()
-            if not self._finished:
-                self._late.append(job)
-                return
-        job.state = DONE
-        if job.waker is not None:  # already over: the waker wakes the task on its next turn
-            job.waker.deliver(job.waiter, True, None)
+                    self._queue.put(job)
+                    return
+                if not self._finished:
+                    self._late.append(job)
+                    return
+            job.state = DONE
+            if job.waker is not None:  # already over: the waker wakes the task on its next turn
+                _hand_over(job, True, None)
+            return
+        if not self._accepting:
+            raise _closed_error()
+        self._queue.put(job)
+        if self._finished:  # lost the race with the final job: nobody else will run it
+            self._fail_leftovers()
 
     def post(self, fn: JobFn, *args: Any) -> bool:
         """Queue a job nobody waits for; return False (and do nothing) if not accepting."""
-        with self._lock:
-            if not self._accepting:
-                return False
-            self._queue.put(Job(fn, args))
-            return True
+        if not self._accepting:
+            return False
+        self._queue.put(Job(fn, args))
+        return True
 
     def stop(self) -> None:
         """Stop accepting jobs; the queued ones run, then the connection is closed."""
@@ -207,22 +231,45 @@ class Worker:
     # ---- the worker thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        get = self._queue.get
+        queue = self._queue
         lock = self._lock
+        clock = time.perf_counter
+        durations = self._durations
+        held: list[tuple[Job, bool, Any]] = []  # outcomes not yet handed to their wakers
+        held_since = 0.0
         while True:
-            job = get()
+            if held:
+                try:
+                    job = queue.get_nowait()
+                except Empty:
+                    self._hand_over_held(held)
+                    job = queue.get()
+                else:
+                    # Keep holding only while the next job is known to be short.
+                    expected = durations.get(job.key, LONG)
+                    if (
+                        expected >= SHORT_JOB
+                        or len(held) >= MAX_HELD
+                        or clock() - held_since >= MAX_HOLD
+                    ):
+                        self._hand_over_held(held)
+            else:
+                job = queue.get()
             with lock:
                 if job.state != PENDING:  # cancelled before it started: never runs
                     continue
                 job.state = RUNNING
             conn = self.connection
             tx_before = job.rollback_if_cancelled and conn is not None and conn.in_transaction
+            started = clock()
             try:
                 value = job.fn(conn, *job.args)
                 ok = True
             except BaseException as exc:  # delivered to the waiting task, never lost
                 value = exc
                 ok = False
+            ended = clock()
+            _remember(durations, job.key, ended - started)
             with lock:
                 cancelled = job.state == CANCELLED
                 job.state = DONE
@@ -231,14 +278,35 @@ class Worker:
                     self._rollback_implicit_transaction()
             elif job.waker is not None:
                 self.round_trips += 1
-                job.waker.deliver(job.waiter, ok, value)
+                if not held:
+                    held_since = ended
+                held.append((job, ok, value))
             elif not ok:
                 self.deferred_error = value
             if job.final:
+                self._hand_over_held(held)
                 self._finish()
                 return
             # Drop references now: a traceback must not keep rows or cursors alive.
             del job, value
+
+    @staticmethod
+    def _hand_over_held(held: list[tuple[Job, bool, Any]]) -> None:
+        """Push every held outcome, then wake each loop involved once."""
+        if len(held) == 1:
+            job, ok, value = held.pop()
+            _hand_over(job, ok, value)
+            return
+        wakers = []
+        for job, ok, value in held:
+            waker = job.waker
+            assert waker is not None
+            waker.push(job.waiter, ok, value)
+            if waker not in wakers:
+                wakers.append(waker)
+        held.clear()
+        for waker in wakers:
+            waker.wake()
 
     def _finish(self) -> None:
         with self._lock:
@@ -247,7 +315,22 @@ class Worker:
         for job in late:
             job.state = DONE
             if job.waker is not None:
-                job.waker.deliver(job.waiter, True, None)
+                _hand_over(job, True, None)
+        self._fail_leftovers()
+
+    def _fail_leftovers(self) -> None:
+        """Fail the jobs queued behind the final one (any thread; each is taken once)."""
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except Empty:
+                return
+            with self._lock:
+                if job.state != PENDING:
+                    continue
+                job.state = DONE
+            if job.waker is not None:
+                _hand_over(job, False, _closed_error())
 
     def _rollback_implicit_transaction(self) -> None:
         conn = self.connection
@@ -256,6 +339,24 @@ class Worker:
                 conn.rollback()
             except sqlite3.Error:
                 pass
+
+
+def _hand_over(job: Job, ok: bool, value: Any) -> None:
+    waker = job.waker
+    if waker is not None:
+        waker.push(job.waiter, ok, value)
+        waker.wake()
+
+
+def _remember(durations: dict[Any, float], key: Any, seconds: float) -> None:
+    """Keep a moving average of how long jobs of this kind take."""
+    old = durations.get(key)
+    if old is None:
+        if len(durations) >= MAX_KEYS:
+            durations.clear()
+        durations[key] = seconds
+    else:
+        durations[key] = old * 0.75 + seconds * 0.25
 
 
 def close_connection(_: Any, worker: Worker) -> None:

@@ -12,7 +12,7 @@ from asyncio.events import _get_running_loop
 from typing import Any
 
 from .._exceptions import NoEventLoopError
-from ._asyncio import AsyncioWaker
+from ._asyncio import waker_for
 from ._base import Waker
 
 __all__ = ["Waker", "WakerCache"]
@@ -37,7 +37,7 @@ class WakerCache:
             waker = self._waker
             if loop is self._key and waker is not None:
                 return waker
-            return self._remember(loop, AsyncioWaker(loop))
+            return self._remember(loop, waker_for(loop))
         return self._current_trio()
 
     def _remember(self, key: AbstractEventLoop | object, waker: Waker) -> Waker:

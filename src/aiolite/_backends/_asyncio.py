@@ -1,58 +1,240 @@
-"""asyncio (and uvloop) waker: futures resolved through ``loop.call_soon_threadsafe``."""
+"""asyncio (and uvloop) wakers.
+
+:class:`FdWaker` is used wherever the loop supports ``add_reader`` (Unix selector loops and
+uvloop): the worker appends the outcome to a deque and writes to an eventfd (a pipe before
+Python 3.10); the loop's reader callback drains the deque.  It costs about 8 µs less per
+round trip than ``call_soon_threadsafe``, whose self-pipe needs a socket send, a recv loop
+that ends in an exception, and a Handle per call.  :class:`CallSoonWaker` is the portable
+fallback (Windows' proactor loop).
+
+Both coalesce: outcomes that arrive while a wake-up is pending ride along with it.  One
+waker serves every connection used from a loop; it holds the loop only weakly, so a loop
+that is garbage-collected takes its waker (and the fd) with it.
+
+Tasks wait on a :class:`Waiter`, not an ``asyncio.Future``.  A Task accepts any object that
+speaks the Future protocol (``_asyncio_future_blocking``, ``add_done_callback``...); the
+difference is that ``Future.set_result`` schedules the task's wake-up for the *next* loop
+iteration, while the waker calls it at once, from the drain: one loop iteration (about
+5 µs) less per round trip, and a burst of outcomes resumes all its tasks in one iteration.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import weakref
 from collections import deque
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._worker import Job, Worker
 
-__all__ = ["AsyncioWaker"]
+__all__ = ["CallSoonWaker", "FdWaker", "Waiter", "waker_for"]
+
+_PENDING, _DONE, _CANCELLED = 0, 1, 2
 
 
-class AsyncioWaker:
-    __slots__ = ("_loop", "_pending", "_scheduled")
+class Waiter:
+    """The minimal Future a Task can await; settled by the waker on the loop thread."""
+
+    __slots__ = ("_asyncio_future_blocking", "_callbacks", "_loop", "_ok", "_state", "_value")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._pending: deque[tuple[asyncio.Future[Any], bool, Any]] = deque()
+        self._state = _PENDING
+        self._ok = True
+        self._value: Any = None
+        self._callbacks: list[tuple[Any, Any]] = []
+        self._asyncio_future_blocking = False
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if self._state == _PENDING:
+            self._asyncio_future_blocking = True
+            yield self  # the Task registers its wake-up with add_done_callback
+        return self.result()
+
+    __iter__ = __await__
+
+    # -- the Future protocol, as much of it as asyncio.Task uses --
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def result(self) -> Any:
+        if self._state == _CANCELLED:
+            raise asyncio.CancelledError()
+        if self._state == _PENDING:
+            raise asyncio.InvalidStateError("result is not ready")
+        if not self._ok:
+            raise self._value
+        return self._value
+
+    def exception(self) -> BaseException | None:
+        if self._state == _CANCELLED:
+            raise asyncio.CancelledError()
+        return None if self._ok else self._value
+
+    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
+        if self._state == _PENDING:
+            self._callbacks.append((fn, context))
+        else:
+            self._loop.call_soon(fn, self, context=context)
+
+    def remove_done_callback(self, fn: Any) -> int:
+        before = len(self._callbacks)
+        self._callbacks = [(f, c) for f, c in self._callbacks if f != fn]
+        return before - len(self._callbacks)
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._state != _PENDING:
+            return False
+        self._state = _CANCELLED
+        callbacks, self._callbacks = self._callbacks, []
+        for fn, context in callbacks:
+            self._loop.call_soon(fn, self, context=context)
+        return True
+
+    def settle(self, ok: bool, value: Any) -> None:
+        """Set the outcome and run the waiting task's wake-up now (loop thread only)."""
+        if self._state != _PENDING:  # cancelled meanwhile
+            return
+        self._state = _DONE
+        self._ok = ok
+        self._value = value
+        callbacks, self._callbacks = self._callbacks, []
+        for fn, context in callbacks:
+            if context is None:
+                fn(self)
+            else:
+                context.run(fn, self)
+
+
+_Outcome = tuple[Waiter, bool, Any]
+
+
+def _settle(pending: deque[_Outcome]) -> None:
+    while pending:
+        waiter, ok, value = pending.popleft()
+        waiter.settle(ok, value)
+    del waiter, value
+
+
+class _AsyncioWaker:
+    __slots__ = ("__weakref__", "_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)
+        self._pending: deque[_Outcome] = deque()
         self._scheduled = False
 
-    def deliver(self, waiter: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    def push(self, waiter: Waiter, ok: bool, value: Any) -> None:
         self._pending.append((waiter, ok, value))
-        if self._scheduled:  # a wake-up is on its way and will drain this one too
+
+    def wake(self) -> None:
+        if self._scheduled:  # a wake-up is on its way and takes everything pushed
+            return
+        loop = self._loop()
+        if loop is None or loop.is_closed():  # nobody is left to wake
+            self._pending.clear()
             return
         self._scheduled = True
-        try:
-            self._loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop is closed: nobody is left to wake
-            self._pending.clear()
+        self._signal(loop)
 
-    def _drain(self) -> None:
-        # Clear the flag first: a result appended after this line schedules a new drain.
-        self._scheduled = False
-        pending = self._pending
-        while pending:
-            fut, ok, value = pending.popleft()
-            if fut.done():  # cancelled meanwhile
-                continue
-            if ok:
-                fut.set_result(value)
-            elif isinstance(value, StopIteration):  # futures refuse StopIteration
-                fut.set_exception(RuntimeError(f"StopIteration raised in a job: {value!r}"))
-            else:
-                fut.set_exception(value)
-        del fut, value
+    def _signal(self, loop: asyncio.AbstractEventLoop) -> None:
+        raise NotImplementedError
 
     async def wait(self, worker: Worker, job: Job) -> Any:
-        fut = self._loop.create_future()
-        job.waiter = fut
+        waiter = Waiter(asyncio.get_running_loop())
+        job.waiter = waiter
         job.waker = self
         worker.submit(job)
         try:
-            return await fut
+            return await waiter
         except asyncio.CancelledError:
             worker.cancel(job)
             raise
+
+
+class CallSoonWaker(_AsyncioWaker):
+    __slots__ = ()
+
+    def _signal(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # closed between the check and the call
+            self._pending.clear()
+
+    def _drain(self) -> None:
+        # Clear the flag first: an outcome appended after this line schedules a new drain.
+        self._scheduled = False
+        _settle(self._pending)
+
+
+class FdWaker(_AsyncioWaker):
+    __slots__ = ("_rfd", "_wfd")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        if hasattr(os, "eventfd"):
+            self._rfd = self._wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            self._rfd, self._wfd = os.pipe()
+            os.set_blocking(self._rfd, False)
+            os.set_blocking(self._wfd, False)
+        try:
+            loop.add_reader(self._rfd, self._drain)
+        except BaseException:
+            self._close_fds()
+            raise
+
+    def _signal(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            os.write(self._wfd, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except OSError:  # a full pipe is already readable: the loop will wake
+            pass
+
+    def _drain(self) -> None:
+        # Consume the signal before clearing the flag, and clear the flag before draining:
+        # an outcome appended at any point is either drained here or signals again.
+        try:
+            os.read(self._rfd, 4096)
+        except OSError:
+            pass
+        self._scheduled = False
+        _settle(self._pending)
+
+    def _close_fds(self) -> None:
+        os.close(self._rfd)
+        if self._wfd != self._rfd:
+            os.close(self._wfd)
+
+    def __del__(self) -> None:
+        # The loop is gone (it held the only strong reference, through add_reader).
+        try:
+            self._close_fds()
+        except OSError:
+            pass
+
+
+_wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncioWaker] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def waker_for(loop: asyncio.AbstractEventLoop) -> _AsyncioWaker:
+    """The waker of ``loop``, made on first use (from the loop's own thread)."""
+    waker = _wakers.get(loop)
+    if waker is None:
+        try:
+            waker = FdWaker(loop)
+        except (NotImplementedError, AttributeError, OSError):  # e.g. the proactor loop
+            waker = CallSoonWaker(loop)
+        _wakers[loop] = waker
+    return waker

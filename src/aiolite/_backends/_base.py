@@ -13,12 +13,15 @@ __all__ = ["Waker"]
 class Waker(Protocol):
     """Bridges one event loop (an asyncio loop or a trio run) and the workers.
 
-    Implementations batch deliveries: results that arrive while a wake-up is already
-    scheduled ride along with it, so a burst of results costs the loop one wake-up.
+    The worker pushes outcomes and then wakes the loop once for all of them; outcomes
+    pushed while a wake-up is already scheduled ride along with it.
     """
 
-    def deliver(self, waiter: Any, ok: bool, value: Any) -> None:
-        """Worker thread: hand ``value`` (a result, or an exception if not ``ok``) to ``waiter``."""
+    def push(self, waiter: Any, ok: bool, value: Any) -> None:
+        """Any thread: queue ``value`` (a result, or an exception if not ``ok``) for ``waiter``."""
+
+    def wake(self) -> None:
+        """Any thread: make the loop hand the pushed outcomes to their tasks soon."""
 
     async def wait(self, worker: Worker, job: Job) -> Any:
         """Loop thread: submit ``job`` to ``worker`` and wait for its outcome.

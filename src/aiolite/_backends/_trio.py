@@ -27,8 +27,10 @@ class TrioWaker:
         self._pending: deque[tuple[trio.lowlevel.Task, bool, Any]] = deque()
         self._scheduled = False
 
-    def deliver(self, waiter: trio.lowlevel.Task, ok: bool, value: Any) -> None:
+    def push(self, waiter: trio.lowlevel.Task, ok: bool, value: Any) -> None:
         self._pending.append((waiter, ok, value))
+
+    def wake(self) -> None:
         if self._scheduled:
             return
         self._scheduled = True

@@ -1,0 +1,449 @@
+"""Side-by-side benchmark: aiolite vs aiosqlite vs blocking sqlite3, in one process.
+
+Every scenario runs each library on the same database file, rounds interleaved (a, b, c,
+a, b, c, ...) so that machine noise hits all of them alike; the best round counts.  The
+output is a table of times and ratios; ``--markdown`` prints it for docs/benchmarks.md.
+
+    python -m benchmarks.run [--rounds 5] [--quick] [--markdown] [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import aiosqlite
+
+import aiolite
+
+SELECT_ONE = "SELECT id, name, value FROM items WHERE id = ?"
+INSERT_ONE = "INSERT INTO log (msg, n) VALUES (?, ?)"
+# A pure-CPU aggregate that runs inside one sqlite3_step (the GIL is released meanwhile).
+LONG_QUERY = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+    "SELECT sum(x % 7) FROM c"
+)
+
+
+@dataclass
+class Scale:
+    point_ops: int = 2000
+    tasks: int = 100
+    per_task: int = 20
+    inserts: int = 1000
+    bulk_rows: int = 100_000
+    long_query_target_s: float = 2.0
+
+
+@dataclass
+class Scenario:
+    name: str
+    unit: str  # what one "op" is, for the ops/s column
+    ops: int
+    runners: dict[str, Callable[[Path], Any]] = field(default_factory=dict)
+    lower_is_better_metric: str = "time"  # or "stall"
+
+
+def make_db(path: Path, rows: int) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(
+        """
+        CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, value REAL);
+        CREATE TABLE log (id INTEGER PRIMARY KEY, msg TEXT, n INTEGER);
+        CREATE TABLE bulk (id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL);
+        """
+    )
+    conn.executemany(
+        "INSERT INTO items (name, value) VALUES (?, ?)",
+        ((f"item-{i}", i * 0.5) for i in range(10_000)),
+    )
+    conn.executemany(
+        "INSERT INTO bulk (a, b, c) VALUES (?, ?, ?)",
+        ((i, f"row-{i}", i / 3) for i in range(rows)),
+    )
+    conn.commit()
+    conn.close()
+
+
+# Both async libraries take the same connect() arguments; every connection uses
+# synchronous=NORMAL (WAL is persisted in the file) so commits cost the same for all three.
+async def _aopen(lib: Any, path: Path) -> Any:
+    db = await lib.connect(path)
+    await db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+# ---- scenarios: each returns elapsed seconds (or the metric) for one round ----------------
+
+
+def point_select(lib: Any, n: int) -> Callable[[Path], Awaitable[float]]:
+    async def run(path: Path) -> float:
+        db = await _aopen(lib, path)
+        t0 = time.perf_counter()
+        for i in range(n):
+            async with db.execute(SELECT_ONE, (i % 10_000 + 1,)) as cur:
+                row = await cur.fetchone()
+            assert row is not None
+        t = time.perf_counter() - t0
+        await db.close()
+        return t
+
+    return run
+
+
+def point_select_sync(n: int) -> Callable[[Path], float]:
+    def run(path: Path) -> float:
+        conn = _open(path)
+        t0 = time.perf_counter()
+        for i in range(n):
+            cur = conn.execute(SELECT_ONE, (i % 10_000 + 1,))
+            row = cur.fetchone()
+            cur.close()
+            assert row is not None
+        t = time.perf_counter() - t0
+        conn.close()
+        return t
+
+    return run
+
+
+def concurrent_selects(lib: Any, tasks: int, per_task: int) -> Callable[[Path], Awaitable[float]]:
+    async def run(path: Path) -> float:
+        db = await _aopen(lib, path)
+
+        async def worker(k: int) -> None:
+            for i in range(per_task):
+                async with db.execute(SELECT_ONE, ((k * per_task + i) % 10_000 + 1,)) as cur:
+                    row = await cur.fetchone()
+                assert row is not None
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(tasks)))
+        t = time.perf_counter() - t0
+        await db.close()
+        return t
+
+    return run
+
+
+def insert_commit(lib: Any, n: int) -> Callable[[Path], Awaitable[float]]:
+    async def run(path: Path) -> float:
+        db = await _aopen(lib, path)
+        t0 = time.perf_counter()
+        for i in range(n):
+            cur = await db.execute(INSERT_ONE, ("hello", i))
+            await db.commit()
+            assert cur.lastrowid
+        t = time.perf_counter() - t0
+        await db.close()
+        return t
+
+    return run
+
+
+def insert_commit_sync(n: int) -> Callable[[Path], float]:
+    def run(path: Path) -> float:
+        conn = _open(path)
+        t0 = time.perf_counter()
+        for i in range(n):
+            cur = conn.execute(INSERT_ONE, ("hello", i))
+            conn.commit()
+            assert cur.lastrowid
+        t = time.perf_counter() - t0
+        conn.close()
+        return t
+
+    return run
+
+
+def _bulk_rows(n: int) -> list[tuple[int, str, float]]:
+    return [(i, f"row-{i}", i / 3) for i in range(n)]
+
+
+def executemany(lib: Any, n: int) -> Callable[[Path], Awaitable[float]]:
+    async def run(path: Path) -> float:
+        db = await _aopen(lib, path)
+        rows = _bulk_rows(n)
+        t0 = time.perf_counter()
+        await db.executemany("INSERT INTO log (n, msg) VALUES (?, ?)", [(r[0], r[1]) for r in rows])
+        await db.commit()
+        t = time.perf_counter() - t0
+        await db.close()
+        return t
+
+    return run
+
+
+def executemany_sync(n: int) -> Callable[[Path], float]:
+    def run(path: Path) -> float:
+        conn = _open(path)
+        rows = _bulk_rows(n)
+        t0 = time.perf_counter()
+        conn.executemany("INSERT INTO log (n, msg) VALUES (?, ?)", [(r[0], r[1]) for r in rows])
+        conn.commit()
+        t = time.perf_counter() - t0
+        conn.close()
+        return t
+
+    return run
+
+
+def fetchall(lib: Any, n: int) -> Callable[[Path], Awaitable[float]]:
+    async def run(path: Path) -> float:
+        db = await _aopen(lib, path)
+        t0 = time.perf_counter()
+        async with db.execute("SELECT id, a, b, c FROM bulk LIMIT ?", (n,)) as cur:
+            rows = await cur.fetchall()
+        t = time.perf_counter() - t0
+        assert len(rows) == n
+        await db.close()
+        return t
+
+    return run
+
+
+def fetchall_sync(n: int) -> Callable[[Path], float]:
+    def run(path: Path) -> float:
+        conn = _open(path)
+        t0 = time.perf_counter()
+        rows = conn.execute("SELECT id, a, b, c FROM bulk LIMIT ?", (n,)).fetchall()
+        t = time.perf_counter() - t0
+        assert len(rows) == n
+        conn.close()
+        return t
+
+    return run
+
+
+def iterate(lib: Any, n: int) -> Callable[[Path], Awaitable[float]]:
+    async def run(path: Path) -> float:
+        db = await _aopen(lib, path)
+        t0 = time.perf_counter()
+        count = 0
+        async with db.execute("SELECT id, a, b, c FROM bulk LIMIT ?", (n,)) as cur:
+            async for _row in cur:
+                count += 1
+        t = time.perf_counter() - t0
+        assert count == n
+        await db.close()
+        return t
+
+    return run
+
+
+def iterate_sync(n: int) -> Callable[[Path], float]:
+    def run(path: Path) -> float:
+        conn = _open(path)
+        t0 = time.perf_counter()
+        count = 0
+        for _row in conn.execute("SELECT id, a, b, c FROM bulk LIMIT ?", (n,)):
+            count += 1
+        t = time.perf_counter() - t0
+        assert count == n
+        conn.close()
+        return t
+
+    return run
+
+
+def calibrate_long_query(path: Path, target_s: float) -> int:
+    conn = sqlite3.connect(path)
+    n = 200_000
+    while True:
+        t0 = time.perf_counter()
+        conn.execute(LONG_QUERY, (n,)).fetchone()
+        dt = time.perf_counter() - t0
+        if dt > 0.2:
+            conn.close()
+            return int(n * target_s / dt)
+        n *= 4
+
+
+def loop_stall(lib: Any, n: int) -> Callable[[Path], Awaitable[float]]:
+    """Largest gap between 1 ms ticks of a timer task while the long query runs."""
+
+    async def run(path: Path) -> float:
+        db = await _aopen(lib, path)
+        worst = 0.0
+        done = False
+
+        async def ticker() -> None:
+            nonlocal worst
+            last = time.perf_counter()
+            while not done:
+                await asyncio.sleep(0.001)
+                now = time.perf_counter()
+                worst = max(worst, now - last - 0.001)
+                last = now
+
+        tick = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.01)
+        async with db.execute(LONG_QUERY, (n,)) as cur:
+            await cur.fetchone()
+        done = True
+        await tick
+        await db.close()
+        return worst
+
+    return run
+
+
+# ---- driver ------------------------------------------------------------------------------
+
+
+def build(scale: Scale, long_n: int) -> list[Scenario]:
+    libs = {"aiolite": aiolite, "aiosqlite": aiosqlite}
+    s: list[Scenario] = []
+
+    def add(name: str, unit: str, ops: int, mk: Callable[[Any], Any], sync: Any = None) -> None:
+        sc = Scenario(name, unit, ops)
+        for label, lib in libs.items():
+            sc.runners[label] = mk(lib)
+        if sync is not None:
+            sc.runners["sqlite3"] = sync
+        s.append(sc)
+
+    n = scale.point_ops
+    add(
+        "point select, sequential (execute/fetchone/close)",
+        "query",
+        n,
+        lambda lib: point_select(lib, n),
+        point_select_sync(n),
+    )
+    t, k = scale.tasks, scale.per_task
+    add(
+        f"point select, {t} tasks on one connection",
+        "query",
+        t * k,
+        lambda lib: concurrent_selects(lib, t, k),
+    )
+    m = scale.inserts
+    add(
+        "insert + commit, sequential",
+        "commit",
+        m,
+        lambda lib: insert_commit(lib, m),
+        insert_commit_sync(m),
+    )
+    b = scale.bulk_rows
+    add(f"executemany {b:,} rows", "row", b, lambda lib: executemany(lib, b), executemany_sync(b))
+    add(f"fetchall {b:,} rows", "row", b, lambda lib: fetchall(lib, b), fetchall_sync(b))
+    add(f"async for over {b:,} rows", "row", b, lambda lib: iterate(lib, b), iterate_sync(b))
+    sc = Scenario(
+        f"event-loop stall during a {scale.long_query_target_s:.0f} s query",
+        "ms",
+        1,
+        lower_is_better_metric="stall",
+    )
+    for label, lib in libs.items():
+        sc.runners[label] = loop_stall(lib, long_n)
+    s.append(sc)
+    return s
+
+
+def run_round(fn: Callable[[Path], Any], path: Path) -> float:
+    result = fn(path)
+    if asyncio.iscoroutine(result):
+        return float(asyncio.run(result, debug=False))
+    return float(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="a smaller scale, for a smoke run")
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--only", default="", help="run scenarios whose name contains this")
+    args = ap.parse_args(argv)
+    scale = Scale()
+    if args.quick:
+        scale = Scale(200, 20, 10, 100, 10_000, 0.3)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.db"
+        make_db(path, scale.bulk_rows)
+        long_n = calibrate_long_query(path, scale.long_query_target_s)
+        results: list[tuple[Scenario, dict[str, float]]] = []
+        for sc in build(scale, long_n):
+            if args.only and args.only not in sc.name:
+                continue
+            best: dict[str, float] = {}
+            rounds = 1 if sc.lower_is_better_metric == "stall" and not args.quick else args.rounds
+            rounds = max(rounds, 3) if sc.lower_is_better_metric == "stall" else rounds
+            for _ in range(rounds):
+                for label, fn in sc.runners.items():
+                    value = run_round(fn, path)
+                    best[label] = min(best.get(label, float("inf")), value)
+            results.append((sc, best))
+            print(_line(sc, best), file=sys.stderr, flush=True)
+    print(report(results, args, scale))
+    return 0
+
+
+def _line(sc: Scenario, best: dict[str, float]) -> str:
+    parts = [f"{k}={v * 1e3:.2f}ms" for k, v in best.items()]
+    return f"  {sc.name}: " + ", ".join(parts)
+
+
+def report(results: list[tuple[Scenario, dict[str, float]]], args: Any, scale: Scale) -> str:
+    lines = []
+    head = (
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"aiosqlite {aiosqlite.__version__}, aiolite {aiolite.__version__}, "
+        f"{os.cpu_count()} CPUs, best of {args.rounds} interleaved rounds"
+    )
+    lines.append(head)
+    lines.append("")
+    lines.append(
+        "| scenario | aiolite | aiosqlite | sqlite3 | aiolite vs aiosqlite | aiolite vs sqlite3 |"
+    )
+    lines.append("|---|---|---|---|---|---|")
+    for sc, best in results:
+        a = best.get("aiolite")
+        b = best.get("aiosqlite")
+        c = best.get("sqlite3")
+        if sc.lower_is_better_metric == "stall":
+            cells = [_ms(a), _ms(b), "—", "(max stall)", "—"]
+        else:
+            cells = [
+                _rate(a, sc),
+                _rate(b, sc),
+                _rate(c, sc) if c else "—",
+                f"**{b / a:.2f}×**" if a and b else "—",
+                f"{c / a:.2f}×" if a and c else "—",
+            ]
+        lines.append(f"| {sc.name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Ratios are speed-ups (>1 means aiolite is faster); times are the best round.")
+    return "\n".join(lines)
+
+
+def _rate(t: float | None, sc: Scenario) -> str:
+    if not t:
+        return "—"
+    return f"{sc.ops / t:,.0f} {sc.unit}/s"
+
+
+def _ms(t: float | None) -> str:
+    return "—" if t is None else f"{t * 1e3:.1f} ms"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
