@@ -134,12 +134,17 @@ class Cursor:
     connection's and applies to the statements executed after it is set.
     """
 
+    #: Rows fetchmany() returns when called without a size.
+    arraysize: int = 1
+    #: Called on the worker with (sqlite3 cursor, row tuple) for each row; None: tuples.
+    row_factory: RowFactory = None
+
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._res = _Results()
         self._closed = False
         self.iter_chunk_size: int = conn._iter_chunk_size
-        self._chunk = self.iter_chunk_size
+        self._chunk = self.iter_chunk_size * 2  # every statement prefetches the first chunk
         self.arraysize = 1
         self.row_factory: RowFactory = conn.row_factory
 

@@ -38,7 +38,15 @@ _PENDING, _DONE, _CANCELLED = 0, 1, 2
 class Waiter:
     """The minimal Future a Task can await; settled by the waker on the loop thread."""
 
-    __slots__ = ("_asyncio_future_blocking", "_callbacks", "_loop", "_ok", "_state", "_value")
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "_callbacks",
+        "_cancel_message",
+        "_loop",
+        "_ok",
+        "_state",
+        "_value",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -46,6 +54,7 @@ class Waiter:
         self._ok = True
         self._value: Any = None
         self._callbacks: list[tuple[Any, Any]] = []
+        self._cancel_message: Any = None
         self._asyncio_future_blocking = False
 
     def __await__(self) -> Generator[Any, None, Any]:
@@ -67,9 +76,14 @@ class Waiter:
     def cancelled(self) -> bool:
         return self._state == _CANCELLED
 
+    def _cancelled_error(self) -> asyncio.CancelledError:
+        # The message matters: anyio recognises its own cancellations by it.
+        msg = self._cancel_message
+        return asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
+
     def result(self) -> Any:
         if self._state == _CANCELLED:
-            raise asyncio.CancelledError()
+            raise self._cancelled_error()
         if self._state == _PENDING:
             raise asyncio.InvalidStateError("result is not ready")
         if not self._ok:
@@ -78,7 +92,7 @@ class Waiter:
 
     def exception(self) -> BaseException | None:
         if self._state == _CANCELLED:
-            raise asyncio.CancelledError()
+            raise self._cancelled_error()
         return None if self._ok else self._value
 
     def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
@@ -96,6 +110,7 @@ class Waiter:
         if self._state != _PENDING:
             return False
         self._state = _CANCELLED
+        self._cancel_message = msg
         callbacks, self._callbacks = self._callbacks, []
         for fn, context in callbacks:
             self._loop.call_soon(fn, self, context=context)
@@ -123,7 +138,6 @@ def _settle(pending: deque[_Outcome]) -> None:
     while pending:
         waiter, ok, value = pending.popleft()
         waiter.settle(ok, value)
-    del waiter, value
 
 
 class _AsyncioWaker:

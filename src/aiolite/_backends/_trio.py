@@ -46,7 +46,6 @@ class TrioWaker:
         while pending:
             task, ok, value = pending.popleft()
             reschedule(task, outcome.Value(value) if ok else outcome.Error(value))
-        del task, value
 
     async def wait(self, worker: Worker, job: Job) -> Any:
         job.waiter = trio.lowlevel.current_task()
