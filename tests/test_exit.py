@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,9 @@ def test_trio_global_connection_exits(tmp_path: Path) -> None:
 
 async def test_resource_warning_when_collected_open(db_path: Path) -> None:
     """Garbage-collecting an open connection warns, naming the fix, and stops its thread."""
+    with warnings.catch_warnings():  # earlier tests' garbage (unclosed sqlite3 connections)
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     db = await aiolite.connect(db_path)
     worker = db._worker
     with pytest.warns(ResourceWarning, match="deleted before being closed"):  # noqa: PT031
