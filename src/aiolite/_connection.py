@@ -61,7 +61,10 @@ class ConnectionStatistics:
 def _open(_: None, worker: Worker, connector: Connector) -> tuple[Any, ...]:
     conn = connector()
     if not isinstance(conn, sqlite3.Connection):
-        raise TypeError(f"the connector returned {type(conn).__name__}, not sqlite3.Connection")
+        raise TypeError(
+            f"the connector returned {type(conn).__name__}; it must return the "
+            "sqlite3.Connection it opened (e.g. lambda: sqlite3.connect(path))"
+        )
     worker.adopt(conn)
     return (
         conn.isolation_level,
@@ -545,7 +548,10 @@ class Connection:
         ``progress(status, remaining, total)`` is called on the worker thread.  1 round trip.
         """
         if target is self:
-            raise ValueError("backup target must be a different connection")
+            raise ValueError(
+                "backup target must be a different connection: open the destination with "
+                "aiolite.connect(dest_path) or sqlite3.connect(dest_path)"
+            )
         dest: Union[Worker, sqlite3.Connection] = (
             target._worker if isinstance(target, Connection) else target
         )

@@ -21,5 +21,4 @@ AuthorizerCallback = Callable[
 ProgressHandler = Callable[[], Optional[int]]
 TraceCallback = Callable[[str], object]
 BackupProgress = Callable[[int, int, int], object]
-Row = Any
 Connector = Callable[[], sqlite3.Connection]
