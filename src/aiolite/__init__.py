@@ -53,13 +53,24 @@ from sqlite3 import (
     sqlite_version_info as sqlite_version_info,
 )
 
+from ._adapters import Types as Types
 from ._blob import Blob as Blob
 from ._connection import Connection as Connection
 from ._connection import ConnectionStatistics as ConnectionStatistics
 from ._connection import connect as connect
 from ._cursor import Cursor as Cursor
+from ._database import Database as Database
+from ._database import DatabaseStatistics as DatabaseStatistics
+from ._database import open as open
 from ._exceptions import ConnectionClosedError as ConnectionClosedError
+from ._exceptions import DatabaseLockedError as DatabaseLockedError
 from ._exceptions import NoEventLoopError as NoEventLoopError
+from ._pool import ReadSession as ReadSession
+from ._queries import RowStream as RowStream
+from ._statements import StatementEvent as StatementEvent
+from ._statements import WriteResult as WriteResult
+from ._transaction import Savepoint as Savepoint
+from ._transaction import Transaction as Transaction
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -69,7 +80,10 @@ __all__ = [
     "ConnectionStatistics",
     "Cursor",
     "DataError",
+    "Database",
     "DatabaseError",
+    "DatabaseLockedError",
+    "DatabaseStatistics",
     "Error",
     "IntegrityError",
     "InterfaceError",
@@ -78,10 +92,18 @@ __all__ = [
     "NotSupportedError",
     "OperationalError",
     "ProgrammingError",
+    "ReadSession",
     "Row",
+    "RowStream",
+    "Savepoint",
+    "StatementEvent",
+    "Transaction",
+    "Types",
     "Warning",
+    "WriteResult",
     "__version__",
     "connect",
+    "open",
     "paramstyle",
     "register_adapter",
     "register_converter",

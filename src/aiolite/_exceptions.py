@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["ConnectionClosedError", "NoEventLoopError"]
+__all__ = ["ConnectionClosedError", "DatabaseLockedError", "NoEventLoopError"]
 
 
 class ConnectionClosedError(sqlite3.ProgrammingError, ValueError):
     """The connection was closed (aiosqlite raised ``ValueError("Connection closed")``)."""
+
+
+class DatabaseLockedError(sqlite3.OperationalError):
+    """Another process kept the write lock past the Database's ``busy_timeout``."""
 
 
 class NoEventLoopError(RuntimeError):
@@ -21,3 +25,4 @@ class NoEventLoopError(RuntimeError):
 
 ConnectionClosedError.__module__ = "aiolite"
 NoEventLoopError.__module__ = "aiolite"
+DatabaseLockedError.__module__ = "aiolite"

@@ -63,7 +63,17 @@ JobFn = Callable[..., Any]
 class Job:
     """One call to run on the worker: ``fn(connection, *args)``."""
 
-    __slots__ = ("args", "final", "fn", "key", "rollback_if_cancelled", "state", "waiter", "waker")
+    __slots__ = (
+        "args",
+        "final",
+        "fn",
+        "key",
+        "rollback_if_cancelled",
+        "shielded",
+        "state",
+        "waiter",
+        "waker",
+    )
 
     def __init__(
         self,
@@ -72,6 +82,7 @@ class Job:
         rollback_if_cancelled: bool = False,
         final: bool = False,
         key: Any = None,
+        shielded: bool = False,
     ) -> None:
         self.fn = fn
         # What the worker's duration history is kept by: the SQL text for statements.
@@ -84,6 +95,8 @@ class Job:
         self.rollback_if_cancelled = rollback_if_cancelled
         # The closing job: the last one the worker runs; it cannot be cancelled.
         self.final = final
+        # A COMMIT: a cancel drops its outcome but never interrupts it half-way.
+        self.shielded = shielded
 
 
 def _closed_error() -> ConnectionClosedError:
@@ -108,6 +121,8 @@ class Worker:
         self.round_trips = 0
         #: Error raised by a job nobody waited for (a property setter); raised by the next call.
         self.deferred_error: Optional[BaseException] = None
+        #: Bumped by every interrupt: a job that waits in a loop (a busy retry) watches it.
+        self.interrupts = 0
         self._durations: dict[Any, float] = {}  # job key -> moving average of its run time
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -191,7 +206,7 @@ class Worker:
                 self._interrupt_locked()
                 return False
             job.state = CANCELLED
-            if state == RUNNING:
+            if state == RUNNING and not job.shielded:
                 self._interrupt_locked()
             return True
 
@@ -203,6 +218,7 @@ class Worker:
     def _interrupt_locked(self) -> None:
         # Only under the lock: _close_connection() detaches the connection under it first,
         # so sqlite3_interrupt() never races with sqlite3_close().
+        self.interrupts += 1
         if self.connection is not None:
             try:
                 self.connection.interrupt()

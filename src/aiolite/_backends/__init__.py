@@ -15,7 +15,7 @@ from .._exceptions import NoEventLoopError
 from ._asyncio import waker_for
 from ._base import Waker
 
-__all__ = ["Waker", "WakerCache"]
+__all__ = ["Waker", "WakerCache", "current_task", "make_lock", "make_semaphore"]
 
 
 class WakerCache:
@@ -61,3 +61,54 @@ class WakerCache:
             "aiolite was called outside an async event loop; "
             "await it from a coroutine run by asyncio (asyncio.run, uvloop) or trio (trio.run)"
         )
+
+
+def _running_trio() -> bool:
+    if "trio" not in sys.modules:
+        return False
+    from ._trio import current_token
+
+    try:
+        current_token()
+    except RuntimeError:
+        return False
+    return True
+
+
+def make_lock() -> Any:
+    """A FIFO lock of the running library (asyncio.Lock or trio.Lock; both hand over fairly)."""
+    if _get_running_loop() is None and _running_trio():
+        import trio
+
+        return trio.Lock()
+    import asyncio
+
+    return asyncio.Lock()
+
+
+def make_semaphore(value: int) -> Any:
+    """A FIFO semaphore of the running library."""
+    if _get_running_loop() is None and _running_trio():
+        import trio
+
+        return trio.Semaphore(value)
+    import asyncio
+
+    return asyncio.Semaphore(value)
+
+
+def current_task() -> Any:
+    """The running task (asyncio or trio), to tell who holds a lock."""
+    loop = _get_running_loop()
+    if loop is not None:
+        import asyncio
+
+        return asyncio.current_task(loop)
+    if "trio" in sys.modules:
+        import trio
+
+        try:
+            return trio.lowlevel.current_task()
+        except RuntimeError:
+            pass
+    return None

@@ -1,0 +1,236 @@
+"""Per-Database type conversion: never ``sqlite3.register_adapter``/``register_converter``.
+
+sqlite3's adapters and converters live in module-global tables, so registering one changes
+every connection of every library in the process (and the default datetime ones are
+deprecated since Python 3.12).  aiolite converts on its own, per Database:
+
+* **Parameters** (writing): values whose type has an adapter are replaced before the
+  statement runs; the rest go to sqlite3 untouched.
+* **Rows** (reading): a column is converted when its *declared type*, as written in
+  ``CREATE TABLE``, has a converter.  sqlite3 does not expose the declared type of a result
+  column, so aiolite looks the result column's name up in the schema (tables and views).  A
+  name declared with different types in different tables is left alone, and so are computed
+  columns (``max(due)``) unless aliased to a name the schema declares.  Only str/bytes values
+  are parsed for temporal types; a value that does not parse raises ``sqlite3.DataError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import sqlite3
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Callable, Optional
+
+from ._types import Parameters
+
+__all__ = ["DEFAULT", "RowPlan", "Types", "row_maker"]
+
+Adapter = Callable[[Any], Any]
+Converter = Callable[[Any], Any]
+
+# Types sqlite3 binds natively: the fast path checks against these first.
+_NATIVE = frozenset({int, float, str, bytes, type(None), bool, memoryview, bytearray})
+
+
+def _datetime_out(value: dt.datetime) -> str:
+    # A space, as SQLite's own datetime('now') and CURRENT_TIMESTAMP write it, so the
+    # stored text sorts and compares with SQLite's date functions.
+    return value.isoformat(" ")
+
+
+def _parse_datetime(value: str) -> dt.datetime:
+    if value.endswith(("Z", "z")):  # fromisoformat() accepts it only from Python 3.11
+        value = value[:-1] + "+00:00"
+    return dt.datetime.fromisoformat(value)
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _temporal(parse: Callable[[str], Any], what: str) -> Converter:
+    def convert(value: Any) -> Any:
+        value = _text(value)
+        if not isinstance(value, str):
+            return value  # e.g. a unix time stored as a number: the caller's convention
+        try:
+            return parse(value)
+        except ValueError:
+            raise sqlite3.DataError(
+                f"cannot read {value!r} as {what} (ISO 8601 expected); fix the stored value "
+                "or rename the column's declared type"
+            ) from None
+
+    return convert
+
+
+def _to_decimal(value: Any) -> Decimal:
+    return Decimal(repr(value) if isinstance(value, float) else _text(value))
+
+
+def _to_uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, bytes) and len(value) == 16:
+        return uuid.UUID(bytes=value)
+    return uuid.UUID(_text(value))
+
+
+def _to_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _json_out(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+DEFAULT_ADAPTERS: dict[type, Adapter] = {
+    dt.datetime: _datetime_out,
+    dt.date: dt.date.isoformat,
+    dt.time: dt.time.isoformat,
+    Decimal: str,
+    uuid.UUID: str,
+    dict: _json_out,
+    list: _json_out,
+}
+
+DEFAULT_CONVERTERS: dict[str, Converter] = {
+    "TIMESTAMP": _temporal(_parse_datetime, "a datetime"),
+    "DATETIME": _temporal(_parse_datetime, "a datetime"),
+    "DATE": _temporal(lambda s: dt.date.fromisoformat(s[:10]), "a date"),
+    "TIME": _temporal(dt.time.fromisoformat, "a time"),
+    "DECIMAL": _to_decimal,
+    "UUID": _to_uuid,
+    "JSON": _to_json,
+    "BOOLEAN": bool,
+    "BOOL": bool,
+}
+
+
+def _decltype_key(decltype: str) -> str:
+    """'decimal(10, 2)' -> 'DECIMAL'; 'timestamp with time zone' -> 'TIMESTAMP'."""
+    word = decltype.strip().split("(", 1)[0].split(None, 1)
+    return word[0].upper() if word else ""
+
+
+class Types:
+    """Adapters (Python value -> SQLite) and converters (declared type -> Python) of a Database.
+
+    ``Types()`` has the defaults: datetime (naive and aware, ISO 8601), date, time, Decimal,
+    UUID, JSON (dict and list), BOOLEAN.  Pass ``adapters``/``converters`` to add or replace
+    entries (a value of None removes one), ``defaults=False`` to start empty.
+    """
+
+    def __init__(
+        self,
+        adapters: Optional[Mapping[type, Optional[Adapter]]] = None,
+        converters: Optional[Mapping[str, Optional[Converter]]] = None,
+        *,
+        defaults: bool = True,
+    ) -> None:
+        self.adapters: dict[type, Adapter] = dict(DEFAULT_ADAPTERS) if defaults else {}
+        self.converters: dict[str, Converter] = dict(DEFAULT_CONVERTERS) if defaults else {}
+        for typ, adapter in (adapters or {}).items():
+            if adapter is None:
+                self.adapters.pop(typ, None)
+            else:
+                self.adapters[typ] = adapter
+        for name, converter in (converters or {}).items():
+            key = _decltype_key(name)
+            if converter is None:
+                self.converters.pop(key, None)
+            else:
+                self.converters[key] = converter
+        self._native = _NATIVE - set(self.adapters)
+
+    def __repr__(self) -> str:
+        names = sorted(t.__name__ for t in self.adapters)
+        return f"<aiolite.Types adapters={names} converters={sorted(self.converters)}>"
+
+    # -- writing --
+
+    def adapt(self, params: Parameters) -> Parameters:
+        """Return ``params`` with adaptable values replaced (the same object if none are)."""
+        native = self._native
+        if isinstance(params, Mapping):
+            if all(type(v) in native for v in params.values()):
+                return params
+            return {k: self.adapt_value(v) for k, v in params.items()}
+        if isinstance(params, (tuple, list)):
+            if all(type(v) in native for v in params):
+                return params
+            return tuple(self.adapt_value(v) for v in params)
+        return tuple(self.adapt_value(v) for v in params)
+
+    def adapt_value(self, value: Any) -> Any:
+        typ = type(value)
+        if typ in self._native:
+            return value
+        adapter = self.adapters.get(typ)
+        if adapter is None:  # a subclass (datetime is a date): the nearest base that has one
+            for base in typ.__mro__[1:]:
+                adapter = self.adapters.get(base)
+                if adapter is not None:
+                    break
+            else:
+                return value  # sqlite3 decides: its own error names the type
+        return adapter(value)
+
+    # -- reading --
+
+    def converter_for(self, decltype: Optional[str]) -> Optional[Converter]:
+        return None if not decltype else self.converters.get(_decltype_key(decltype))
+
+
+class RowPlan:
+    """How one statement's rows are built: the converters by column, and the row shape."""
+
+    __slots__ = ("factory", "width")
+
+    def __init__(self, factory: Any, width: int) -> None:
+        self.factory = factory
+        self.width = width
+
+
+def row_maker(shape: Any, description: Any, convs: list[tuple[int, Converter]]) -> Any:
+    """Build a sqlite3 row factory for ``shape`` (Row, tuple, dict, a dataclass, a callable).
+
+    ``convs`` lists (column index, converter); with none, Row and tuple need no Python code
+    per row at all.
+    """
+    names = [d[0] for d in description]
+    if convs:
+
+        def fix(row: tuple[Any, ...]) -> tuple[Any, ...]:
+            values = list(row)
+            for i, convert in convs:
+                if values[i] is not None:
+                    values[i] = convert(values[i])
+            return tuple(values)
+
+    if shape is sqlite3.Row:
+        if not convs:
+            return sqlite3.Row
+        return lambda cur, row: sqlite3.Row(cur, fix(row))
+    if shape is None or shape is tuple:
+        if not convs:
+            return None
+        return lambda cur, row: fix(row)
+    if shape is dict:
+        if not convs:
+            return lambda cur, row: dict(zip(names, row))
+        return lambda cur, row: dict(zip(names, fix(row)))
+    if isinstance(shape, type) and dataclasses.is_dataclass(shape):
+        cls: Any = shape
+        if not convs:
+            return lambda cur, row: cls(**dict(zip(names, row)))
+        return lambda cur, row: cls(**dict(zip(names, fix(row))))
+    # A sqlite3-style factory: called with the cursor and the (converted) tuple.
+    if not convs:
+        return shape
+    return lambda cur, row: shape(cur, fix(row))
+
+
+DEFAULT = Types()

@@ -1,0 +1,390 @@
+"""Database and open(): one writer, a pool of readers, transactions that queue fairly.
+
+Where each call goes:
+
+* reads (``fetchone``/``fetchall``/``fetchval``/``iterate``/``read()``) -> a reader of the
+  pool (``_pool.py``), never blocked by the writer in WAL mode;
+* writes (``execute``/``executemany``/``executescript``/``transaction()``) -> the single
+  writer, one task at a time, FIFO (``_transaction.py``);
+* every statement is one job running :func:`aiolite._statements.run` on that connection's
+  worker thread (``_worker.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import warnings
+from collections import deque
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Callable, Optional
+
+from ._adapters import DEFAULT as DEFAULT_TYPES
+from ._adapters import Types
+from ._backends import WakerCache
+from ._exceptions import ConnectionClosedError
+from ._pool import Member, ReaderPool, ReadSession
+from ._pragmas import Location, PragmaValue, connect_member, locate, resolve_pragmas
+from ._queries import DEFAULT, Queries
+from ._statements import (
+    AUTOCOMMIT,
+    MANY,
+    PLAIN,
+    SCRIPT,
+    WRITE,
+    Session,
+    StatementEvent,
+    WriteResult,
+    run,
+    writer_slice_ms,
+)
+from ._transaction import Transaction, WriterGate
+from ._types import Parameters, StrPath
+from ._worker import Job, Worker, close_connection
+
+__all__ = ["Database", "DatabaseStatistics", "open"]
+
+logger = logging.getLogger("aiolite")
+_NO_PARAMS: tuple[()] = ()
+
+
+@dataclass(frozen=True)
+class DatabaseStatistics:
+    """A snapshot of a Database's counters, from ``Database.statistics()``."""
+
+    #: Reader connections, and how many are reserved by a snapshot or stream right now.
+    readers: int
+    readers_reserved: int
+    #: Tasks queued for the writer right now.
+    writer_waiting: int
+    #: Writer acquisitions that had to queue, and the time spent queued in total (seconds).
+    writer_waits: int
+    writer_wait_seconds: float
+    #: Transactions committed and rolled back (``transaction()`` blocks).
+    transactions: int
+    rollbacks: int
+    #: Attempts to take the write lock that found another process holding it.
+    busy_retries: int
+    #: Jobs answered across all connections (thread round trips).
+    round_trips: int
+
+
+def _open_member(
+    _: None, worker: Worker, location: Location, statements: list[str], kw: dict[str, Any]
+) -> Optional[str]:
+    conn, journal = connect_member(location, statements, **kw)
+    worker.adopt(conn)
+    return journal
+
+
+def _optimize(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("PRAGMA optimize")
+    except sqlite3.Error as exc:  # read-only media, a full disk: closing matters more
+        logger.debug("PRAGMA optimize failed at close: %s", exc)
+
+
+class Database(Queries):
+    """A SQLite database for concurrent async code: one writer, a pool of readers.
+
+    ``db = await aiolite.open(path)`` or ``async with aiolite.open(path) as db``.
+
+    * ``readers``: reader connections (each has its own thread).
+    * ``busy_timeout``: seconds to wait for a lock another *process* holds, before
+      :class:`aiolite.DatabaseLockedError`.  Tasks of this Database never wait on SQLite's
+      locks: they queue for the writer in order.
+    * ``pragmas``: overrides of the defaults (``journal_mode=WAL``, ``synchronous=NORMAL``,
+      ``foreign_keys=ON``, ``temp_store=MEMORY``); a value of None drops one.
+    * ``types``: an :class:`aiolite.Types` (the default converts datetime, date, Decimal,
+      UUID, JSON), or None for sqlite3's plain values.
+    * ``row_factory``: ``aiolite.Row`` (default), ``tuple``, ``dict``, a dataclass, or a
+      sqlite3-style ``factory(cursor, row)``.
+    * ``on_statement``: called with a :class:`aiolite.StatementEvent` after every statement,
+      on the worker thread.  ``slow_query``: log statements slower than this many seconds
+      to the ``aiolite`` logger at WARNING.
+    * ``iter_chunk_size``: rows per round trip of ``iterate()``.
+    """
+
+    def __init__(
+        self,
+        database: StrPath,
+        *,
+        readers: int = 4,
+        busy_timeout: float = 5.0,
+        pragmas: Optional[Mapping[str, Optional[PragmaValue]]] = None,
+        types: Optional[Types] = DEFAULT_TYPES,
+        row_factory: Any = sqlite3.Row,
+        on_statement: Optional[Callable[[StatementEvent], object]] = None,
+        slow_query: Optional[float] = None,
+        iter_chunk_size: int = 256,
+    ) -> None:
+        if not isinstance(readers, int) or readers < 1:
+            raise ValueError(f"readers must be an int >= 1, got {readers!r}")
+        if not isinstance(iter_chunk_size, int) or iter_chunk_size < 1:
+            raise ValueError(f"iter_chunk_size must be an int >= 1, got {iter_chunk_size!r}")
+        if types is not None and not isinstance(types, Types):
+            raise TypeError("types must be an aiolite.Types instance or None")
+        self._location = locate(database)
+        self._journal, self._statements, self._busy_timeout = resolve_pragmas(
+            pragmas, busy_timeout, self._location
+        )
+        self._types = types
+        self._row_factory = row_factory
+        self._hook = on_statement
+        self._slow = slow_query
+        self._chunk = iter_chunk_size
+        self._wakers = WakerCache()
+        self._gate = WriterGate()
+
+        def member(role: str) -> Member:
+            worker = Worker(name=f"aiolite-{role}")
+            session = Session(role, worker, types, self._busy_timeout, on_statement, slow_query)
+            return Member(worker, session)
+
+        self._writer = member("writer")
+        self._pool = ReaderPool([member(f"reader-{i}") for i in range(readers)])
+        self._all = [self._writer, *self._pool.members]
+        self._opened = False
+        self._closing = False
+        self._closed = False
+        #: The journal mode SQLite reports after open ("wal" normally).
+        self.journal_mode: Optional[str] = None
+        self._committed = 0
+        self._rolled_back = 0
+
+    # ---- opening and closing ----
+
+    def __await__(self) -> Generator[Any, None, Database]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Database:
+        return await self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    async def _open(self) -> Database:
+        if self._opened:
+            if self._closing:
+                raise self._closed_error()
+            return self
+        self._opened = True
+        try:
+            # The writer first: it sets the journal mode the readers then find in the file.
+            timeout_ms = int(self._busy_timeout * 1000)
+            slice_ms = writer_slice_ms(self._busy_timeout)
+            for m in self._all:
+                reader = m is not self._writer
+                kw = {
+                    "busy_timeout_ms": timeout_ms if reader else slice_ms,
+                    "reader": reader,
+                    "journal_mode": None if reader else self._journal,
+                }
+                m.worker.start()
+                args = (m.worker, self._location, self._statements, kw)
+                got = await self._call(m, _open_member, *args)
+                if not reader:
+                    self.journal_mode = got
+        except BaseException:
+            self._closing = self._closed = True
+            for m in self._all:
+                m.worker.stop()
+            raise
+        if self._journal and (self.journal_mode or "").lower() != self._journal.lower():
+            logger.warning(
+                "%s: asked for journal_mode=%s, SQLite kept %s (a read-only or network file "
+                "system?); readers and the writer will block each other at commits",
+                self._location,
+                self._journal,
+                self.journal_mode,
+            )
+        return self
+
+    async def close(self) -> None:
+        """Wait for the running transaction, optimize, close every connection. Idempotent.
+
+        Transactions still queued for the writer fail with ``ConnectionClosedError``; reads
+        already queued on a reader run first.  **Cancellation**: the connections still close
+        (in the background).
+        """
+        if self._closed:
+            return
+        if not self._opened:
+            self._closing = self._closed = True
+            return
+        self._closing = True
+        try:
+            await self._gate.acquire("db.close()")
+            try:
+                await self._call(self._writer, _optimize)
+            finally:
+                self._gate.release()
+        finally:
+            self._closed = True
+            for m in self._all:
+                m.worker.stop()
+        for m in self._all:  # a final job submitted late is answered when the thread ends
+            await self._call(m, close_connection, m.worker, final=True)
+            m.worker.join()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) or not getattr(self, "_opened", False):
+            return
+        warnings.warn(
+            f"{self!r} was deleted before being closed; use 'async with aiolite.open(...)' "
+            "or 'await db.close()'",
+            ResourceWarning,
+            stacklevel=1,
+        )
+        for m in self._all:
+            m.worker.stop()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else ("open" if self._opened else "not opened")
+        pool = self._pool
+        return (
+            f"<aiolite.Database {str(self._location)!r} [{state} | writer: "
+            f"{self._gate.waiting} waiting | readers: {pool.reserved}/{len(pool.members)} "
+            f"reserved]>"
+        )
+
+    def _closed_error(self) -> ConnectionClosedError:
+        return ConnectionClosedError(
+            "Database closed: this aiolite Database was closed (or is closing); "
+            "open it again with aiolite.open()"
+        )
+
+    def _check_open(self) -> None:
+        if self._closing or not self._opened:
+            if not self._opened:
+                raise sqlite3.ProgrammingError(
+                    "the database is not open yet: use 'db = await aiolite.open(...)' or "
+                    "'async with aiolite.open(...) as db'"
+                )
+            raise self._closed_error()
+
+    async def _call(self, m: Member, fn: Any, *args: Any, final: bool = False) -> Any:
+        return await self._wakers.current().wait(m.worker, Job(fn, args, final=final))
+
+    # ---- reads: on the reader pool ----
+
+    async def _query(self, mode: int, sql: str, params: Any, shape: Any) -> Any:
+        if self._closing or not self._opened:
+            self._check_open()
+        pool = self._pool
+        m = pool.pick()
+        reserved = m is None
+        if m is None:  # every reader holds a snapshot or a stream: wait for one
+            m = await pool.reserve()
+        m.inflight += 1
+        try:
+            job = Job(run, (m.session, None, mode, sql, params, shape, PLAIN), key=sql)
+            return await self._wakers.current().wait(m.worker, job)
+        finally:
+            m.inflight -= 1
+            if reserved:
+                pool.unreserve(m)
+
+    def _home(self) -> Database:
+        return self
+
+    def _stream_on(self) -> tuple[Optional[Member], Optional[deque[str]]]:
+        return None, None  # reserve a reader for the stream's lifetime
+
+    def read(self) -> ReadSession:
+        """``async with db.read() as r``: several reads on one consistent snapshot."""
+        return ReadSession(self)
+
+    # ---- writes: on the writer, one task at a time ----
+
+    async def _write(self, what: str, mode: int, sql: str, params: Any, shape: Any, tx: int) -> Any:
+        self._check_open()
+        gate = self._gate
+        await gate.acquire(what)
+        try:
+            if self._closing:
+                raise self._closed_error()
+            w = self._writer
+            job = Job(run, (w.session, None, mode, sql, params, shape, tx), key=sql)
+            return await self._wakers.current().wait(w.worker, job)
+        finally:
+            gate.release()
+
+    async def execute(
+        self, sql: str, params: Parameters = _NO_PARAMS, *, row_factory: Any = DEFAULT
+    ) -> WriteResult:
+        """Run one statement in its own transaction and commit it. 1 round trip.
+
+        Returns ``lastrowid``, ``rowcount`` and the rows of a ``RETURNING`` clause.
+        **Cancellation**: a statement that had not started never runs; a running one is
+        interrupted and rolled back.
+        """
+        shape = self._shape(row_factory)
+        what = "db.execute()"
+        result: WriteResult = await self._write(what, WRITE, sql, params, shape, AUTOCOMMIT)
+        return result
+
+    async def executemany(self, sql: str, seq_of_params: Iterable[Parameters]) -> WriteResult:
+        """Run a statement once per parameter set, all in one transaction. 1 round trip."""
+        result: WriteResult = await self._write(
+            "db.executemany()", MANY, sql, seq_of_params, None, AUTOCOMMIT
+        )
+        return result
+
+    async def executescript(self, script: str) -> None:
+        """Run a script of statements on the writer (DDL, migrations). 1 round trip.
+
+        Statements outside ``BEGIN``/``COMMIT`` in the script each commit on their own; a
+        transaction the script leaves open (or a script failing half-way) is rolled back.
+        """
+        await self._write("db.executescript()", SCRIPT, script, None, None, PLAIN)
+
+    def transaction(self) -> Transaction:
+        """``async with db.transaction() as tx``: a write transaction (BEGIN IMMEDIATE).
+
+        Tasks queue for the writer in FIFO order; the block commits on normal exit and
+        rolls back on an exception or cancellation.
+        """
+        return Transaction(self)
+
+    # ---- introspection ----
+
+    @property
+    def path(self) -> str:
+        """Where the database lives (a ``file:`` URI for ``:memory:``)."""
+        return self._location.target
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def statistics(self) -> DatabaseStatistics:
+        """Counters for monitoring: writer queue, waits, transactions, busy retries."""
+        gate = self._gate
+        pool = self._pool
+        return DatabaseStatistics(
+            readers=len(pool.members),
+            readers_reserved=pool.reserved,
+            writer_waiting=gate.waiting,
+            writer_waits=gate.waits,
+            writer_wait_seconds=gate.wait_seconds,
+            transactions=self._committed,
+            rollbacks=self._rolled_back,
+            busy_retries=sum(m.session.busy_retries for m in self._all),
+            round_trips=sum(m.worker.round_trips for m in self._all),
+        )
+
+
+#: ``aiolite.open(path, ...)``: the Database constructor, under the name people look for.
+open = Database
+
+
+Database.__module__ = "aiolite"
+DatabaseStatistics.__module__ = "aiolite"

@@ -1,0 +1,184 @@
+"""The read API shared by Database, Transaction and ReadSession, and RowStream.
+
+Each of the three routes statements differently (a reader of the pool, the writer inside a
+transaction, one reserved reader inside a snapshot) by implementing ``_query``; the public
+methods are one-line delegations on top of it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Optional
+
+from ._cursor import _release, _Results, run_fetch
+from ._statements import ALL, ONE, PLAIN, STREAM, VAL, run
+from ._types import Parameters
+from ._worker import Job
+
+if TYPE_CHECKING:
+    from ._database import Database
+    from ._pool import Member
+
+__all__ = ["DEFAULT", "Queries", "RowStream"]
+
+#: "Use the Database's row_factory" (None already means plain tuples).
+DEFAULT: Any = type("_Default", (), {"__repr__": lambda self: "DEFAULT"})()
+_NO_PARAMS: tuple[()] = ()
+
+
+class Queries:
+    """fetchone / fetchall / fetchval, routed by the subclass's ``_query``."""
+
+    _row_factory: Any  # the Database's, used when a call passes none
+
+    def _home(self) -> Database:
+        """The Database these queries belong to."""
+        raise NotImplementedError
+
+    async def _query(self, mode: int, sql: str, params: Any, shape: Any) -> Any:
+        raise NotImplementedError
+
+    def _shape(self, row_factory: Any) -> Any:
+        return self._row_factory if row_factory is DEFAULT else row_factory
+
+    async def fetchone(
+        self, sql: str, params: Parameters = _NO_PARAMS, *, row_factory: Any = DEFAULT
+    ) -> Any:
+        """Return the first row of the result, or None. 1 round trip.
+
+        ``row_factory`` overrides the Database's for this call: ``aiolite.Row``, ``tuple``,
+        ``dict``, a dataclass, or a sqlite3-style ``factory(cursor, row)``.
+        """
+        return await self._query(ONE, sql, params, self._shape(row_factory))
+
+    async def fetchall(
+        self, sql: str, params: Parameters = _NO_PARAMS, *, row_factory: Any = DEFAULT
+    ) -> list[Any]:
+        """Return every row of the result. 1 round trip."""
+        rows: list[Any] = await self._query(ALL, sql, params, self._shape(row_factory))
+        return rows
+
+    async def fetchval(self, sql: str, params: Parameters = _NO_PARAMS) -> Any:
+        """Return the first column of the first row, or None if there is no row. 1 round trip."""
+        return await self._query(VAL, sql, params, tuple)
+
+    def _stream_on(self) -> tuple[Optional[Member], Optional[deque[str]]]:
+        """The connection a stream runs on (None: reserve a reader) and deferred statements."""
+        raise NotImplementedError
+
+    def iterate(
+        self,
+        sql: str,
+        params: Parameters = _NO_PARAMS,
+        *,
+        row_factory: Any = DEFAULT,
+        chunk_size: Optional[int] = None,
+    ) -> RowStream:
+        """``async for row in x.iterate(sql)``: stream the rows in chunks.
+
+        One round trip per ``chunk_size`` rows (default: the Database's ``iter_chunk_size``).
+        Use ``async with x.iterate(...) as rows`` when you may stop early.
+        """
+        member, pending = self._stream_on()
+        db = self._home()
+        chunk = db._chunk if chunk_size is None else chunk_size
+        return RowStream(db, sql, params, self._shape(row_factory), chunk, member, pending)
+
+
+class RowStream:
+    """``async for row in db.iterate(sql)``: rows in chunks, on one connection meanwhile.
+
+    From ``db.iterate``, the reader stays reserved while the statement is open, so no other
+    query lands on its (older) snapshot; it goes back to the pool as soon as the last chunk
+    is read, on ``break`` (via ``async with``/``aclose()``) or when the stream is collected.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        sql: str,
+        params: Parameters,
+        shape: Any,
+        chunk: int,
+        member: Optional[Member] = None,
+        pending: Optional[deque[str]] = None,
+    ) -> None:
+        self._db = db
+        self._sql = sql
+        self._params = params
+        self._shape = shape
+        self._chunk = chunk
+        self._member = member
+        self._owns = member is None  # we reserve (and release) the reader ourselves
+        self._pending = pending
+        self._res = _Results()
+        self._started = False
+        self._done = False
+
+    def __aiter__(self) -> RowStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        rows = self._res.rows
+        if rows:
+            return rows.popleft()
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            await self._fill()
+        except BaseException:
+            self._finish()
+            raise
+        if self._res.raw is None:  # the statement is over: give the reader back now
+            self._finish()
+        if not rows:
+            raise StopAsyncIteration
+        return rows.popleft()
+
+    async def _fill(self) -> None:
+        db = self._db
+        if not self._started:
+            self._started = True
+            if self._member is None:
+                db._check_open()
+                self._member = await db._pool.reserve()
+            m = self._member
+            args = (m.session, self._pending, STREAM, self._sql, self._params, self._shape, PLAIN)
+            job = Job(run, (*args, (self._res, self._chunk)), key=self._sql)
+        else:
+            assert self._member is not None
+            job = Job(run_fetch, (self._res, self._chunk))
+        await db._wakers.current().wait(self._member.worker, job)
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        m = self._member
+        if m is None:
+            return
+        if self._res.raw is not None:
+            m.worker.post(_release, self._res)
+        if self._owns:
+            self._member = None
+            self._db._pool.unreserve(m)
+
+    async def aclose(self) -> None:
+        """Stop early: drop the buffered rows, end the statement, release the reader."""
+        self._res.rows.clear()
+        self._finish()
+
+    async def __aenter__(self) -> RowStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        try:
+            self._finish()
+        except Exception:  # interpreter shutdown: the exit hook closes the connections
+            pass
+
+
+RowStream.__module__ = "aiolite"

@@ -1,0 +1,383 @@
+"""What a Database runs on its worker threads: one function, :func:`run`, per statement.
+
+Each connection of a Database has a :class:`Session`, its worker-side state: the role, the
+type conversion and row plans, the busy-retry policy and the statement hook.  ``run`` is
+the job every Database operation submits; it
+
+1. runs the statements a transaction or read session deferred (``BEGIN IMMEDIATE``,
+   ``SAVEPOINT``/``RELEASE``...), so they cost no round trip of their own;
+2. for an autocommit write, wraps the statement in ``BEGIN IMMEDIATE`` ... ``COMMIT``;
+3. executes the statement and shapes the result (one row, all rows, one value, a
+   :class:`WriteResult`, or the first chunk of a stream);
+4. reports it to the hook and the slow-statement log.
+
+Busy handling: only ``BEGIN IMMEDIATE`` (and ``COMMIT``, which leaves the transaction
+intact when it fails busy) are ever retried; a statement that may have had effects never is.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ._adapters import RowPlan, Types, row_maker
+from ._cursor import _read
+from ._exceptions import DatabaseLockedError
+from ._pragmas import WRITER_BUSY_SLICE_MS
+from ._types import Parameters
+
+if TYPE_CHECKING:
+    from ._worker import Worker
+
+__all__ = [
+    "ALL",
+    "AUTOCOMMIT",
+    "BEGIN",
+    "MANY",
+    "ONE",
+    "SCRIPT",
+    "STREAM",
+    "TX",
+    "VAL",
+    "WRITE",
+    "Session",
+    "StatementEvent",
+    "WriteResult",
+    "end_read",
+    "rollback",
+    "run",
+]
+
+logger = logging.getLogger("aiolite")
+
+# What run() returns: one row, all rows, a value, a WriteResult, or a stream's first chunk.
+ONE, ALL, VAL, WRITE, MANY, SCRIPT, STREAM = range(7)
+# How run() treats transactions: a reader's plain read; an autocommit write (wrapped in
+# BEGIN IMMEDIATE/COMMIT); a statement inside a transaction (which must still be open).
+PLAIN, AUTOCOMMIT, TX = range(3)
+
+#: Deferred marker: "BEGIN IMMEDIATE, retried while another process holds the lock".
+BEGIN = "BEGIN IMMEDIATE"
+_SQLITE_BUSY = 5
+
+
+@dataclass(frozen=True)
+class StatementEvent:
+    """What the ``on_statement`` hook receives, once per statement (on the worker thread)."""
+
+    sql: str
+    params: Any
+    #: Seconds SQLite spent, from the start of the statement to its last row fetched.
+    duration: float
+    #: "writer" or "reader-N".
+    role: str
+    #: The exception the statement raised, or None.
+    error: Optional[BaseException]
+
+
+class WriteResult:
+    """The outcome of a write: ``lastrowid``, ``rowcount`` and the rows of a RETURNING clause."""
+
+    __slots__ = ("lastrowid", "rowcount", "rows")
+
+    def __init__(self, lastrowid: Optional[int], rowcount: int, rows: list[Any]) -> None:
+        self.lastrowid = lastrowid
+        self.rowcount = rowcount
+        self.rows = rows
+
+    def __repr__(self) -> str:
+        return (
+            f"<aiolite.WriteResult lastrowid={self.lastrowid} rowcount={self.rowcount} "
+            f"rows={len(self.rows)}>"
+        )
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY (any extended code): another connection holds a lock we need."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return bool((code & 0xFF) == _SQLITE_BUSY)
+    return str(exc).startswith("database is locked")
+
+
+class Session:
+    """Worker-side state of one connection of a Database (touched by its thread only)."""
+
+    def __init__(
+        self,
+        role: str,
+        worker: Worker,
+        types: Optional[Types],
+        busy_timeout: float,
+        hook: Optional[Callable[[StatementEvent], object]],
+        slow: Optional[float],
+    ) -> None:
+        self.role = role
+        self.worker = worker
+        self.types = types
+        self.busy_timeout = busy_timeout
+        self.hook = hook
+        self.slow = slow
+        self.observed = hook is not None or slow is not None
+        #: Lock attempts that found the database busy (read by Database.statistics()).
+        self.busy_retries = 0
+        self._plans: dict[tuple[str, Any], RowPlan] = {}
+        self._schema_version = -1
+        self._decltypes: dict[str, Optional[str]] = {}
+
+    # -- rows --
+
+    def factory(self, conn: sqlite3.Connection, sql: str, description: Any, shape: Any) -> Any:
+        """The row factory for this statement's result (cached per SQL text and shape)."""
+        key = (sql, shape)
+        plan = self._plans.get(key)
+        if plan is None or plan.width != len(description):
+            plan = self._plan(conn, description, shape)
+            if len(self._plans) >= 1024:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan.factory
+
+    def _plan(self, conn: sqlite3.Connection, description: Any, shape: Any) -> RowPlan:
+        convs = []
+        if self.types is not None:
+            self._load_schema(conn)
+            for i, d in enumerate(description):
+                convert = self.types.converter_for(self._decltypes.get(d[0].lower()))
+                if convert is not None:
+                    convs.append((i, convert))
+        return RowPlan(row_maker(shape, description, convs), len(description))
+
+    def _load_schema(self, conn: sqlite3.Connection) -> None:
+        """Map column names to declared types, again whenever the schema changed."""
+        version = conn.execute("PRAGMA schema_version").fetchone()[0]
+        if version == self._schema_version:
+            return
+        self._schema_version = version
+        self._plans.clear()
+        decl: dict[str, Optional[str]] = {}
+        for name, typ in conn.execute(
+            "SELECT p.name, p.type FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
+            "WHERE m.type IN ('table', 'view')"
+        ):
+            key = name.lower()
+            if key in decl and decl[key] != typ:
+                decl[key] = None  # declared differently in two tables: ambiguous
+            else:
+                decl[key] = typ
+        self._decltypes = decl
+
+    def params(self, params: Parameters) -> Parameters:
+        return params if self.types is None else self.types.adapt(params)
+
+    # -- locks --
+
+    def begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, retried until ``busy_timeout`` while another process writes."""
+        self._retry_busy(conn, BEGIN)
+
+    def commit(self, conn: sqlite3.Connection) -> None:
+        # A COMMIT that fails busy (rollback-journal mode, readers still reading) keeps the
+        # transaction intact: retrying it is safe.
+        self._retry_busy(conn, "COMMIT")
+
+    def _retry_busy(self, conn: sqlite3.Connection, sql: str) -> None:
+        # SQLite's own busy handler waits up to one slice per attempt (see _pragmas), so
+        # this loop never spins; an interrupt (a cancel) or the deadline ends it.
+        worker = self.worker
+        interrupts = worker.interrupts
+        deadline = time.monotonic() + self.busy_timeout
+        attempts = 0
+        while True:
+            try:
+                conn.execute(sql)
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+            attempts += 1
+            self.busy_retries += 1
+            if worker.interrupts != interrupts:
+                raise sqlite3.OperationalError("interrupted while waiting for the write lock")
+            if time.monotonic() >= deadline:
+                raise DatabaseLockedError(
+                    f"database is locked: another connection held the write lock for more "
+                    f"than busy_timeout={self.busy_timeout:g}s ({attempts} attempts to {sql}). "
+                    "aiolite queues its own writers, so the holder is outside this Database: "
+                    "another process, or another connection to the same file. Keep its "
+                    "transactions short, or pass a larger busy_timeout= to aiolite.open()"
+                )
+
+    def drain(self, conn: sqlite3.Connection, pending: deque[str]) -> None:
+        """Run the statements a transaction deferred, in order (the worker pops them)."""
+        while pending:
+            sql = pending.popleft()
+            if sql is BEGIN:
+                self.begin(conn)
+            else:
+                conn.execute(sql)
+
+    # -- observability --
+
+    def report(
+        self, sql: str, params: Any, duration: float, error: Optional[BaseException]
+    ) -> None:
+        if self.slow is not None and duration >= self.slow:
+            logger.warning("slow statement on %s (%.3f s): %s", self.role, duration, sql)
+        if self.hook is not None:
+            try:
+                self.hook(StatementEvent(sql, params, duration, self.role, error))
+            except Exception:  # a broken hook must not break the statement
+                logger.exception("the on_statement hook raised")
+
+
+def _cursor(conn: sqlite3.Connection, s: Session, sql: str, params: Parameters) -> sqlite3.Cursor:
+    cur = conn.cursor()
+    cur.execute(sql, s.params(params))  # type: ignore[arg-type]
+    return cur
+
+
+def _one(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, _: Any) -> Any:
+    cur = _cursor(conn, s, sql, params)
+    if cur.description is None:
+        return None
+    cur.row_factory = s.factory(conn, sql, cur.description, shape)
+    row = cur.fetchone()
+    cur.close()  # ends the statement, and with it the read snapshot
+    return row
+
+
+def _all(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, _: Any) -> Any:
+    cur = _cursor(conn, s, sql, params)
+    if cur.description is None:
+        return []
+    cur.row_factory = s.factory(conn, sql, cur.description, shape)
+    return cur.fetchall()
+
+
+def _val(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, _: Any) -> Any:
+    row = _one(conn, s, sql, params, tuple, None)
+    return None if row is None else row[0]
+
+
+def _write(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, _: Any) -> Any:
+    cur = _cursor(conn, s, sql, params)
+    rows = []
+    if cur.description is not None:  # RETURNING
+        cur.row_factory = s.factory(conn, sql, cur.description, shape)
+        rows = cur.fetchall()
+    return WriteResult(cur.lastrowid, cur.rowcount, rows)
+
+
+def _many(conn: sqlite3.Connection, s: Session, sql: str, seq: Any, shape: Any, _: Any) -> Any:
+    cur = conn.cursor()
+    params: Iterable[Any] = seq if s.types is None else map(s.types.adapt, seq)
+    cur.executemany(sql, params)
+    return WriteResult(cur.lastrowid, cur.rowcount, [])
+
+
+def _script(conn: sqlite3.Connection, s: Session, sql: str, _p: Any, _s: Any, _x: Any) -> Any:
+    # A script may hold its own transactions and run long: give it the whole busy timeout.
+    conn.execute(f"PRAGMA busy_timeout={int(s.busy_timeout * 1000)}")
+    try:
+        conn.executescript(sql)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={writer_slice_ms(s.busy_timeout)}")
+
+
+def _stream(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, x: Any) -> Any:
+    res, prefetch = x
+    cur = _cursor(conn, s, sql, params)
+    res.description = cur.description
+    if cur.description is None:
+        res.raw = None
+        return None
+    cur.row_factory = s.factory(conn, sql, cur.description, shape)
+    _read(res, cur, prefetch)
+    return None
+
+
+_MODES = (_one, _all, _val, _write, _many, _script, _stream)
+
+
+def writer_slice_ms(busy_timeout: float) -> int:
+    """The writer's own busy_timeout: one slice of the retry loop in Session._retry_busy."""
+    return min(WRITER_BUSY_SLICE_MS, int(busy_timeout * 1000))
+
+
+def run(
+    conn: sqlite3.Connection,
+    s: Session,
+    pending: Optional[deque[str]],
+    mode: int,
+    sql: str,
+    params: Any,
+    shape: Any,
+    tx: int,
+    extra: Any = None,
+) -> Any:
+    """The job behind every Database operation (see the module docstring)."""
+    started = time.perf_counter()
+    error: Optional[BaseException] = None
+    try:
+        if pending:
+            s.drain(conn, pending)
+        if tx == AUTOCOMMIT:
+            s.begin(conn)
+            try:
+                value = _MODES[mode](conn, s, sql, params, shape, extra)
+                s.commit(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return value
+        if tx == TX and not conn.in_transaction:
+            raise sqlite3.OperationalError(
+                "the transaction is no longer open: SQLite rolled it back (an interrupted "
+                "write, or a ROLLBACK in the SQL); leave this 'async with' block and retry "
+                "the whole transaction"
+            )
+        value = _MODES[mode](conn, s, sql, params, shape, extra)
+        if mode == SCRIPT and tx == PLAIN and conn.in_transaction:
+            conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError(
+                "the script began a transaction and did not end it, so it was rolled back: "
+                "end it with COMMIT in the script, or use 'async with db.transaction()'"
+            )
+        return value
+    except BaseException as exc:
+        error = exc
+        if mode == SCRIPT and tx == PLAIN and conn.in_transaction:
+            conn.execute("ROLLBACK")  # a script that failed half-way leaves nothing open
+        raise
+    finally:
+        if s.observed:
+            s.report(sql, params, time.perf_counter() - started, error)
+
+
+def rollback(conn: sqlite3.Connection, pending: Optional[deque[str]] = None) -> None:
+    """End a transaction that will not commit (posted: nobody waits for it)."""
+    if pending is not None:
+        pending.clear()
+    if conn is not None and conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the connection is closing or broken: SQLite rolls back on close
+
+
+def end_read(conn: sqlite3.Connection) -> None:
+    """End a read session's snapshot (posted), so checkpoints can reset the WAL past it."""
+    if conn is not None and conn.in_transaction:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            pass
