@@ -357,10 +357,34 @@ def run(
         error = exc
         if mode == SCRIPT and tx == PLAIN and conn.in_transaction:
             conn.execute("ROLLBACK")  # a script that failed half-way leaves nothing open
+        if isinstance(exc, sqlite3.Error):
+            _explain(exc, s.role)
         raise
     finally:
         if s.observed:
             s.report(sql, params, time.perf_counter() - started, error)
+
+
+_SQLITE_READONLY, _SQLITE_FULL = 8, 13
+
+
+def _explain(exc: sqlite3.Error, role: str) -> None:
+    """Add what to do to the errors people meet most (same exception, same class)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    text = str(exc)
+    hint = None
+    if code == _SQLITE_FULL or text.startswith("database or disk is full"):
+        hint = (
+            "nothing of the failed statement (or its transaction) was committed; free disk "
+            "space (or raise PRAGMA max_page_count) and retry"
+        )
+    elif role != "writer" and (code == _SQLITE_READONLY or "readonly database" in text):
+        hint = (
+            "reads run on query_only reader connections: send writes through "
+            "db.execute()/db.executemany() or 'async with db.transaction() as tx'"
+        )
+    if hint is not None and len(exc.args) == 1 and hint not in text:
+        exc.args = (f"{text} ({hint})",)
 
 
 def rollback(conn: sqlite3.Connection, pending: Optional[deque[str]] = None) -> None:
