@@ -35,6 +35,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.database
 
 clean:
 	rm -rf .venv .venv-* build dist *.egg-info

@@ -154,14 +154,16 @@ class Types:
     def adapt(self, params: Parameters) -> Parameters:
         """Return ``params`` with adaptable values replaced (the same object if none are)."""
         native = self._native
+        if type(params) is tuple or type(params) is list:
+            for v in params:  # the common case: nothing to adapt, checked without a generator
+                if type(v) not in native:
+                    return tuple(self.adapt_value(v) for v in params)
+            return params
         if isinstance(params, Mapping):
-            if all(type(v) in native for v in params.values()):
-                return params
-            return {k: self.adapt_value(v) for k, v in params.items()}
-        if isinstance(params, (tuple, list)):
-            if all(type(v) in native for v in params):
-                return params
-            return tuple(self.adapt_value(v) for v in params)
+            for v in params.values():
+                if type(v) not in native:
+                    return {k: self.adapt_value(v) for k, v in params.items()}
+            return params
         return tuple(self.adapt_value(v) for v in params)
 
     def adapt_value(self, value: Any) -> Any:

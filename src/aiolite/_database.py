@@ -306,13 +306,19 @@ class Database(Queries):
 
     async def _write(self, what: str, mode: int, sql: str, params: Any, shape: Any, tx: int) -> Any:
         self._check_open()
+        w = self._writer
+        job = Job(run, (w.session, None, mode, sql, params, shape, tx), key=sql)
         gate = self._gate
+        if gate.free():
+            # Nobody holds or awaits the writer: a one-job write goes straight to its queue.
+            # It cannot interleave with a transaction (the worker runs jobs whole, in
+            # order), and a burst of such writes then runs back to back on the worker
+            # instead of taking turns through the event loop.
+            return await self._wakers.current().wait(w.worker, job)
         await gate.acquire(what)
         try:
             if self._closing:
                 raise self._closed_error()
-            w = self._writer
-            job = Job(run, (w.session, None, mode, sql, params, shape, tx), key=sql)
             return await self._wakers.current().wait(w.worker, job)
         finally:
             gate.release()

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 __all__ = ["Member", "ReadSession", "ReaderPool"]
 
 
+#: A plain read goes to the first free reader until that one has this many jobs in flight:
+#: one busy worker batches its jobs and wakes the loop once per batch, while spreading a
+#: burst of short reads over every reader mostly adds thread wake-ups on a small machine.
+SPREAD_AT = 64
+
+
 class Member:
     """One connection of a Database: its worker thread and worker-side session."""
 
@@ -46,11 +52,14 @@ class ReaderPool:
         self._slots: Any = None  # a FIFO semaphore of the running library, made on first use
 
     def pick(self) -> Optional[Member]:
-        """The unreserved reader with the fewest jobs in flight (None if all are reserved)."""
+        """The first unreserved reader below SPREAD_AT jobs, else the least busy one.
+
+        None when every reader is reserved.
+        """
         best = None
         for m in self.members:
             if not m.reserved:
-                if m.inflight == 0:
+                if m.inflight < SPREAD_AT:
                     return m
                 if best is None or m.inflight < best.inflight:
                     best = m

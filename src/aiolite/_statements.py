@@ -107,6 +107,17 @@ def is_busy(exc: BaseException) -> bool:
     return str(exc).startswith("database is locked")
 
 
+def _attempt(conn: sqlite3.Connection, sql: str) -> bool:
+    """Run a lock-taking statement: False if the database was busy."""
+    try:
+        conn.execute(sql)
+    except sqlite3.OperationalError as exc:
+        if not is_busy(exc):
+            raise
+        return False
+    return True
+
+
 class Session:
     """Worker-side state of one connection of a Database (touched by its thread only)."""
 
@@ -189,20 +200,15 @@ class Session:
         self._retry_busy(conn, "COMMIT")
 
     def _retry_busy(self, conn: sqlite3.Connection, sql: str) -> None:
+        if _attempt(conn, sql):
+            return
         # SQLite's own busy handler waits up to one slice per attempt (see _pragmas), so
         # this loop never spins; an interrupt (a cancel) or the deadline ends it.
         worker = self.worker
         interrupts = worker.interrupts
         deadline = time.monotonic() + self.busy_timeout
-        attempts = 0
+        attempts = 1
         while True:
-            try:
-                conn.execute(sql)
-                return
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
-                    raise
-            attempts += 1
             self.busy_retries += 1
             if worker.interrupts != interrupts:
                 raise sqlite3.OperationalError("interrupted while waiting for the write lock")
@@ -214,6 +220,9 @@ class Session:
                     "another process, or another connection to the same file. Keep its "
                     "transactions short, or pass a larger busy_timeout= to aiolite.open()"
                 )
+            attempts += 1
+            if _attempt(conn, sql):
+                return
 
     def drain(self, conn: sqlite3.Connection, pending: deque[str]) -> None:
         """Run the statements a transaction deferred, in order (the worker pops them)."""

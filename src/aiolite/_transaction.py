@@ -47,6 +47,10 @@ class WriterGate:
         self.waits = 0  # acquisitions that had to queue
         self.wait_seconds = 0.0  # time spent queued, in total
 
+    def free(self) -> bool:
+        """True when no task holds the writer or waits for it."""
+        return self.waiting == 0 and (self._lock is None or not self._lock.locked())
+
     async def acquire(self, what: str) -> None:
         lock = self._lock
         if lock is None:
