@@ -481,3 +481,30 @@ async def test_statement_hook_slow_log_and_repr(
     slow = [r.getMessage() for r in caplog.records if r.name == "aiolite"]
     assert len(slow) == 3
     assert "slow statement on reader-0" in slow[1]
+
+
+async def test_short_reads_use_the_free_writer_but_never_see_a_transaction(
+    db_path: Path,
+) -> None:
+    events: list[aiolite.StatementEvent] = []
+    query = "SELECT qty FROM items WHERE name = 'a'"
+    async with aiolite.open(db_path, readers=1, on_statement=events.append) as db:
+        await db.executescript(
+            "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, qty INT);"
+            "INSERT INTO items(name, qty) VALUES ('a', 1);"
+        )
+        for _ in range(20):  # first on a reader, until it is known read-only and short
+            assert await db.fetchval(query) == 1
+        roles = [e.role for e in events if e.sql == query]
+        assert roles[0] == "reader-0"
+        assert roles[-1] == "writer"  # then on the idle writer
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE items SET qty = 99 WHERE name = 'a'")
+            # The writer is taken: the same query goes to a reader and sees committed data.
+            with anyio.fail_after(2):
+                assert await db.fetchval(query) == 1
+        assert [e.role for e in events if e.sql == query][-1] == "reader-0"
+        assert await db.fetchval(query) == 99
+        # Connection-level statements stay on the readers.
+        for _ in range(3):
+            assert await db.fetchval("PRAGMA query_only") == 1

@@ -13,6 +13,7 @@ Where each call goes:
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import warnings
 from collections import deque
@@ -25,7 +26,7 @@ from ._adapters import DEFAULT as DEFAULT_TYPES
 from ._adapters import Types
 from ._backends import WakerCache
 from ._exceptions import ConnectionClosedError
-from ._pool import Member, ReaderPool, ReadSession
+from ._pool import SPREAD_AT, Member, ReaderPool, ReadSession
 from ._pragmas import Location, PragmaValue, connect_member, locate, resolve_pragmas
 from ._queries import DEFAULT, Queries
 from ._statements import (
@@ -42,11 +43,12 @@ from ._statements import (
 )
 from ._transaction import Transaction, WriterGate
 from ._types import Parameters, StrPath
-from ._worker import Job, Worker, close_connection
+from ._worker import SHORT_JOB, Job, Worker, close_connection
 
 __all__ = ["Database", "DatabaseStatistics", "open"]
 
 logger = logging.getLogger("aiolite")
+_PLAIN_QUERY = re.compile(r"\s*(?:SELECT|WITH|VALUES)\b", re.IGNORECASE)
 _NO_PARAMS: tuple[()] = ()
 
 
@@ -146,6 +148,9 @@ class Database(Queries):
         self._writer = member("writer")
         self._pool = ReaderPool([member(f"reader-{i}") for i in range(readers)])
         self._all = [self._writer, *self._pool.members]
+        #: Queries proven read-only (they ran on a query_only reader) and short: these may
+        #: run on the writer while no transaction needs it (see _query).
+        self._short_reads: set[str] = set()
         self._opened = False
         self._closing = False
         self._closed = False
@@ -278,19 +283,46 @@ class Database(Queries):
     async def _query(self, mode: int, sql: str, params: Any, shape: Any) -> Any:
         if self._closing or not self._opened:
             self._check_open()
+        w = self._writer
+        if sql in self._short_reads and w.inflight < SPREAD_AT and self._gate.free():
+            # No transaction holds or awaits the writer, and this query is known to be
+            # short and read-only: the writer runs it between whole write jobs.  On a small
+            # machine one busy thread batching everything beats several taking turns.
+            return await self._run_plain(w, mode, sql, params, shape)
         pool = self._pool
         m = pool.pick()
-        reserved = m is None
-        if m is None:  # every reader holds a snapshot or a stream: wait for one
-            m = await pool.reserve()
+        if m is not None:
+            result = await self._run_plain(m, mode, sql, params, shape)
+            if sql not in self._short_reads:
+                self._learn(m, sql)
+            return result
+        m = await pool.reserve()  # every reader holds a snapshot or a stream: wait for one
+        try:
+            return await self._run_plain(m, mode, sql, params, shape)
+        finally:
+            pool.unreserve(m)
+
+    async def _run_plain(self, m: Member, mode: int, sql: str, params: Any, shape: Any) -> Any:
         m.inflight += 1
         try:
             job = Job(run, (m.session, None, mode, sql, params, shape, PLAIN), key=sql)
             return await self._wakers.current().wait(m.worker, job)
         finally:
             m.inflight -= 1
-            if reserved:
-                pool.unreserve(m)
+
+    def _learn(self, reader: Member, sql: str) -> None:
+        """Remember a query that ran on a (query_only) reader, and quickly: read-only, short.
+
+        Only plain queries: a PRAGMA or ATTACH runs on a reader too, but reads or changes
+        that connection's own state, so it must keep going to a reader.
+        """
+        took = reader.worker.expected(sql)
+        if took is None or took >= SHORT_JOB:
+            return
+        if _PLAIN_QUERY.match(sql):
+            if len(self._short_reads) >= 1024:
+                self._short_reads.clear()
+            self._short_reads.add(sql)
 
     def _home(self) -> Database:
         return self
@@ -314,14 +346,21 @@ class Database(Queries):
             # It cannot interleave with a transaction (the worker runs jobs whole, in
             # order), and a burst of such writes then runs back to back on the worker
             # instead of taking turns through the event loop.
-            return await self._wakers.current().wait(w.worker, job)
+            return await self._submit_write(w, job)
         await gate.acquire(what)
         try:
             if self._closing:
                 raise self._closed_error()
-            return await self._wakers.current().wait(w.worker, job)
+            return await self._submit_write(w, job)
         finally:
             gate.release()
+
+    async def _submit_write(self, w: Member, job: Job) -> Any:
+        w.inflight += 1
+        try:
+            return await self._wakers.current().wait(w.worker, job)
+        finally:
+            w.inflight -= 1
 
     async def execute(
         self, sql: str, params: Parameters = _NO_PARAMS, *, row_factory: Any = DEFAULT

@@ -28,7 +28,7 @@ __all__ = ["Member", "ReadSession", "ReaderPool"]
 #: A plain read goes to the first free reader until that one has this many jobs in flight:
 #: one busy worker batches its jobs and wakes the loop once per batch, while spreading a
 #: burst of short reads over every reader mostly adds thread wake-ups on a small machine.
-SPREAD_AT = 64
+SPREAD_AT = 256
 
 
 class Member:

@@ -140,6 +140,10 @@ class Worker:
     def queued(self) -> int:
         return self._queue.qsize()
 
+    def expected(self, key: Any) -> Optional[float]:
+        """How long jobs with this key have taken here (a moving average), if known."""
+        return self._durations.get(key)
+
     def start(self) -> None:
         self.thread.start()
         _live_workers.add(self)
