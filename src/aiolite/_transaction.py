@@ -236,13 +236,22 @@ class Savepoint:
 
 
 def _commit(conn: sqlite3.Connection, s: Session, pending: deque[str]) -> None:
-    s.drain(conn, pending)
-    if not conn.in_transaction:
-        raise sqlite3.OperationalError(
-            "the transaction was rolled back before COMMIT (an interrupted write, or a "
-            "ROLLBACK in the SQL); nothing was committed: run it again"
-        )
-    s.commit(conn)
+    started = time.perf_counter()
+    error: Optional[BaseException] = None
+    try:
+        s.drain(conn, pending)
+        if not conn.in_transaction:
+            raise sqlite3.OperationalError(
+                "the transaction was rolled back before COMMIT (an interrupted write, or a "
+                "ROLLBACK in the SQL); nothing was committed: run it again"
+            )
+        s.commit(conn)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if s.observed:  # a slow COMMIT (a big transaction, a checkpoint) is worth seeing
+            s.report("COMMIT", None, time.perf_counter() - started, error)
 
 
 Transaction.__module__ = "aiolite"

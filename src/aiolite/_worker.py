@@ -31,6 +31,7 @@ import atexit
 import sqlite3
 import threading
 import time
+import traceback
 import weakref
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -288,6 +289,10 @@ class Worker:
             except BaseException as exc:  # delivered to the waiting task, never lost
                 value = exc
                 ok = False
+                # The traceback's frames hold the job's sqlite3 cursors: free them here, on
+                # the connection's own thread, not wherever the exception is dropped (a
+                # cursor finalized on the loop thread can race with closing the connection).
+                traceback.clear_frames(exc.__traceback__)
             ended = clock()
             _remember(durations, job.key, ended - started)
             with lock:
