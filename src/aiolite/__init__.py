@@ -65,6 +65,11 @@ from ._database import open as open
 from ._exceptions import ConnectionClosedError as ConnectionClosedError
 from ._exceptions import DatabaseLockedError as DatabaseLockedError
 from ._exceptions import NoEventLoopError as NoEventLoopError
+from ._maintenance import CheckpointResult as CheckpointResult
+from ._maintenance import ForeignKeyViolation as ForeignKeyViolation
+from ._maintenance import Health as Health
+from ._migrations import Migration as Migration
+from ._migrations import MigrationError as MigrationError
 from ._pool import ReadSession as ReadSession
 from ._queries import RowStream as RowStream
 from ._statements import StatementEvent as StatementEvent
@@ -75,6 +80,7 @@ from ._version import __version__ as __version__
 
 __all__ = [
     "Blob",
+    "CheckpointResult",
     "Connection",
     "ConnectionClosedError",
     "ConnectionStatistics",
@@ -85,9 +91,13 @@ __all__ = [
     "DatabaseLockedError",
     "DatabaseStatistics",
     "Error",
+    "ForeignKeyViolation",
+    "Health",
     "IntegrityError",
     "InterfaceError",
     "InternalError",
+    "Migration",
+    "MigrationError",
     "NoEventLoopError",
     "NotSupportedError",
     "OperationalError",

@@ -13,6 +13,7 @@ Where each call goes:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 import warnings
@@ -26,6 +27,20 @@ from ._adapters import DEFAULT as DEFAULT_TYPES
 from ._adapters import Types
 from ._backends import WakerCache
 from ._exceptions import ConnectionClosedError
+from ._maintenance import (
+    CheckpointResult,
+    ForeignKeyViolation,
+    Health,
+    check_mode,
+    main_file,
+    run_backup,
+    run_checkpoint,
+    run_foreign_key_check,
+    run_health,
+    run_integrity_check,
+    run_vacuum_into,
+)
+from ._migrations import Migration, MigrationSource, applied, migrate
 from ._pool import SPREAD_AT, Member, ReaderPool, ReadSession
 from ._pragmas import Location, PragmaValue, connect_member, locate, resolve_pragmas
 from ._queries import DEFAULT, Queries
@@ -69,6 +84,8 @@ class DatabaseStatistics:
     rollbacks: int
     #: Attempts to take the write lock that found another process holding it.
     busy_retries: int
+    #: TRUNCATE checkpoints run because the WAL passed ``wal_limit``.
+    wal_truncations: int
     #: Jobs answered across all connections (thread round trips).
     round_trips: int
 
@@ -107,6 +124,9 @@ class Database(Queries):
       on the worker thread.  ``slow_query``: log statements slower than this many seconds
       to the ``aiolite`` logger at WARNING.
     * ``iter_chunk_size``: rows per round trip of ``iterate()``.
+    * ``wal_limit``: bytes; when the WAL file grows past it, the writer runs a TRUNCATE
+      checkpoint after a commit (checked every 16 commits).  See docs/maintenance.md.
+    * ``optimize``: run ``PRAGMA optimize`` at close (it may ANALYZE, i.e. write statistics).
     """
 
     def __init__(
@@ -121,6 +141,8 @@ class Database(Queries):
         on_statement: Optional[Callable[[StatementEvent], object]] = None,
         slow_query: Optional[float] = None,
         iter_chunk_size: int = 256,
+        wal_limit: Optional[int] = None,
+        optimize: bool = True,
     ) -> None:
         if not isinstance(readers, int) or readers < 1:
             raise ValueError(f"readers must be an int >= 1, got {readers!r}")
@@ -133,6 +155,7 @@ class Database(Queries):
             pragmas, busy_timeout, self._location
         )
         self._types = types
+        self._optimize = optimize
         self._row_factory = row_factory
         self._hook = on_statement
         self._slow = slow_query
@@ -146,6 +169,10 @@ class Database(Queries):
             return Member(worker, session)
 
         self._writer = member("writer")
+        if wal_limit is not None:
+            if not isinstance(wal_limit, int) or wal_limit < 0:
+                raise ValueError(f"wal_limit must be a number of bytes >= 0, got {wal_limit!r}")
+            self._writer.session.wal_limit = wal_limit
         self._pool = ReaderPool([member(f"reader-{i}") for i in range(readers)])
         self._all = [self._writer, *self._pool.members]
         #: Queries proven read-only (they ran on a query_only reader) and short: these may
@@ -197,6 +224,8 @@ class Database(Queries):
                 got = await self._call(m, _open_member, *args)
                 if not reader:
                     self.journal_mode = got
+                    path = await self._call(m, main_file)
+                    m.session.wal_path = f"{path}-wal" if path else ""
         except BaseException:
             self._closing = self._closed = True
             for m in self._all:
@@ -228,7 +257,8 @@ class Database(Queries):
         try:
             await self._gate.acquire("db.close()")
             try:
-                await self._call(self._writer, _optimize)
+                if self._optimize:
+                    await self._call(self._writer, _optimize)
             finally:
                 self._gate.release()
         finally:
@@ -337,9 +367,14 @@ class Database(Queries):
     # ---- writes: on the writer, one task at a time ----
 
     async def _write(self, what: str, mode: int, sql: str, params: Any, shape: Any, tx: int) -> Any:
-        self._check_open()
         w = self._writer
         job = Job(run, (w.session, None, mode, sql, params, shape, tx), key=sql)
+        return await self._on_writer(what, job)
+
+    async def _on_writer(self, what: str, job: Job) -> Any:
+        """Run one job on the writer, in turn with transactions."""
+        self._check_open()
+        w = self._writer
         gate = self._gate
         if gate.free():
             # Nobody holds or awaits the writer: a one-job write goes straight to its queue.
@@ -354,6 +389,15 @@ class Database(Queries):
             return await self._submit_write(w, job)
         finally:
             gate.release()
+
+    async def _on_reserved_reader(self, fn: Any, *args: Any) -> Any:
+        """Run one job on a reader nobody else uses meanwhile (a snapshot of its own)."""
+        self._check_open()
+        m = await self._pool.reserve()
+        try:
+            return await self._call(m, fn, *args)
+        finally:
+            self._pool.unreserve(m)
 
     async def _submit_write(self, w: Member, job: Job) -> Any:
         w.inflight += 1
@@ -399,6 +443,66 @@ class Database(Queries):
         """
         return Transaction(self)
 
+    # ---- operating it (see _migrations.py and _maintenance.py) ----
+
+    async def migrate(self, source: MigrationSource, *, dry_run: bool = False) -> list[Migration]:
+        """Apply pending migration steps, each in its own transaction; return them.
+
+        ``source``: a directory of ``NNNN_description.sql`` files, or a sequence of
+        ``(version, sql_or_async_fn)`` / ``(version, name, sql_or_async_fn)``.  ``dry_run``
+        only lists what would run.  Raises :class:`aiolite.MigrationError` for a changed
+        applied step, a badly named file or a duplicate version.
+        """
+        return await migrate(self, source, dry_run=dry_run)
+
+    async def migrations(self) -> list[Migration]:
+        """The steps applied so far, in version order."""
+        done = await applied(self)
+        return [Migration(v, n, c, at) for v, (n, c, at) in sorted(done.items())]
+
+    async def backup(
+        self,
+        dest: StrPath,
+        *,
+        pages: int = 1024,
+        progress: Optional[Callable[[int, int], object]] = None,
+    ) -> int:
+        """Copy the database to the file ``dest`` with SQLite's online backup API.
+
+        Writers keep writing meanwhile; the copy is one consistent snapshot taken when the
+        backup starts.  ``progress(done_pages, total_pages)`` is called on the worker thread
+        after every ``pages`` pages.  Returns the number of pages copied.
+        """
+        return int(await self._on_reserved_reader(run_backup, _path(dest), pages, progress))
+
+    async def vacuum_into(self, dest: StrPath) -> None:
+        """Write a compacted copy of the database to the new file ``dest`` (VACUUM INTO)."""
+        await self._on_reserved_reader(run_vacuum_into, _path(dest))
+
+    async def checkpoint(self, mode: str = "PASSIVE") -> CheckpointResult:
+        """Run a WAL checkpoint: PASSIVE, FULL, RESTART or TRUNCATE.
+
+        Runs on the writer in turn with transactions.  RESTART and TRUNCATE wait (up to the
+        writer's busy slice, 50 ms) for readers; ``busy`` in the result says they could not
+        finish because a reader still holds an old snapshot.
+        """
+        job = Job(run_checkpoint, (check_mode(mode),))
+        result: CheckpointResult = await self._on_writer("db.checkpoint()", job)
+        return result
+
+    async def integrity_check(self, *, quick: bool = True, max_errors: int = 100) -> list[str]:
+        """Problems found by ``PRAGMA quick_check`` (or ``integrity_check``); [] when ok."""
+        return list(await self._on_reserved_reader(run_integrity_check, quick, max_errors))
+
+    async def foreign_key_check(self) -> list[ForeignKeyViolation]:
+        """Rows that violate a foreign key (``PRAGMA foreign_key_check``)."""
+        return list(await self._on_reserved_reader(run_foreign_key_check))
+
+    async def health(self) -> Health:
+        """Journal mode, page and freelist counts, file and WAL sizes, schema version."""
+        health: Health = await self._on_reserved_reader(run_health)
+        return health
+
     # ---- introspection ----
 
     @property
@@ -423,8 +527,14 @@ class Database(Queries):
             transactions=self._committed,
             rollbacks=self._rolled_back,
             busy_retries=sum(m.session.busy_retries for m in self._all),
+            wal_truncations=self._writer.session.wal_truncations,
             round_trips=sum(m.worker.round_trips for m in self._all),
         )
+
+
+def _path(dest: StrPath) -> str:
+    target = os.fspath(dest)
+    return target.decode("utf-8") if isinstance(target, bytes) else target
 
 
 #: ``aiolite.open(path, ...)``: the Database constructor, under the name people look for.

@@ -9,6 +9,8 @@ Why each default (docs/database.md has the long version):
 * ``foreign_keys=ON``: SQLite ships with it off, per connection, which surprises everyone.
 * ``busy_timeout``: how long to wait for a lock held by another process.
 * ``temp_store=MEMORY``: temporary tables and sort spills stay off the disk.
+* ``journal_size_limit`` (64 MiB): after a checkpoint restarts the WAL, SQLite truncates the
+  file to this size instead of keeping its high-water mark on disk forever.
 * readers get ``query_only=ON``, so a write sent to a reader fails instead of taking a lock.
 
 ``:memory:`` becomes one named in-memory database (SQLite's ``memdb`` VFS) shared by the
@@ -32,6 +34,7 @@ DEFAULT_PRAGMAS: dict[str, Any] = {
     "synchronous": "NORMAL",
     "foreign_keys": True,
     "temp_store": "MEMORY",
+    "journal_size_limit": 64 * 1024 * 1024,
 }
 
 #: The writer's own busy handler waits at most this long per attempt; aiolite retries
@@ -135,7 +138,7 @@ def connect_member(
 ) -> tuple[sqlite3.Connection, Optional[str]]:
     """Open one connection of a Database (on its worker thread) and configure it.
 
-    Returns the connection and, when ``journal_mode`` was asked for, the mode SQLite set.
+    Returns the connection and the journal mode SQLite reports (after setting it, if asked).
     """
     conn = sqlite3.connect(
         location.target,
@@ -146,10 +149,11 @@ def connect_member(
     )
     try:
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        got = None
-        if journal_mode is not None:
-            row = conn.execute(_render("journal_mode", journal_mode)).fetchone()
-            got = None if row is None else str(row[0])
+        sql = (
+            "PRAGMA journal_mode" if journal_mode is None else _render("journal_mode", journal_mode)
+        )
+        row = conn.execute(sql).fetchone()
+        got = None if row is None else str(row[0])
         for statement in statements:
             conn.execute(statement).fetchall()
         if reader:

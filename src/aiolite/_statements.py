@@ -18,6 +18,7 @@ intact when it fails busy) are ever retried; a statement that may have had effec
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections import deque
@@ -61,6 +62,8 @@ ONE, ALL, VAL, WRITE, MANY, SCRIPT, STREAM = range(7)
 # BEGIN IMMEDIATE/COMMIT); a statement inside a transaction (which must still be open).
 PLAIN, AUTOCOMMIT, TX = range(3)
 
+#: The writer checks the WAL's size every this many commits when a wal_limit is set.
+WAL_CHECK_EVERY = 16
 #: Deferred marker: "BEGIN IMMEDIATE, retried while another process holds the lock".
 BEGIN = "BEGIN IMMEDIATE"
 _SQLITE_BUSY = 5
@@ -139,6 +142,12 @@ class Session:
         self.observed = hook is not None or slow is not None
         #: Lock attempts that found the database busy (read by Database.statistics()).
         self.busy_retries = 0
+        #: The writer's WAL limit in bytes (None: SQLite's own checkpoints only), the WAL
+        #: file, and how many TRUNCATE checkpoints the limit triggered.
+        self.wal_limit: Optional[int] = None
+        self.wal_path = ""
+        self.wal_truncations = 0
+        self._commits = 0
         self._plans: dict[tuple[str, Any], RowPlan] = {}
         self._schema_version = -1
         self._decltypes: dict[str, Optional[str]] = {}
@@ -198,6 +207,27 @@ class Session:
         # A COMMIT that fails busy (rollback-journal mode, readers still reading) keeps the
         # transaction intact: retrying it is safe.
         self._retry_busy(conn, "COMMIT")
+        if self.wal_limit is not None:
+            self._commits += 1
+            if self._commits % WAL_CHECK_EVERY == 0:
+                self._trim_wal(conn)
+
+    def _trim_wal(self, conn: sqlite3.Connection) -> None:
+        """Reset the WAL once it passed the limit (a reader's old snapshot can delay it).
+
+        SQLite's automatic checkpoints copy pages back but cannot restart the WAL while a
+        reader still uses its start, so under steady reads it only grows.  TRUNCATE waits
+        one busy slice for such readers; if they are still there it gives up and the next
+        check tries again.
+        """
+        try:
+            size = os.path.getsize(self.wal_path)
+        except OSError:
+            return
+        if size > self.wal_limit:  # type: ignore[operator]
+            row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if row is not None and not row[0]:
+                self.wal_truncations += 1
 
     def _retry_busy(self, conn: sqlite3.Connection, sql: str) -> None:
         if _attempt(conn, sql):
