@@ -55,3 +55,7 @@ def test_maintenance_example(tmp_path: Path) -> None:
     assert "Health(path=" in out
     assert (tmp_path / "backup.db").exists()
     assert (tmp_path / "compact.db").exists()
+
+
+def test_trio_example(tmp_path: Path) -> None:
+    assert run(first_python_block("trio-anyio.md"), tmp_path) == "10\n"

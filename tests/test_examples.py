@@ -86,3 +86,19 @@ async def test_tutorial_batch_and_rollback(tmp_path: Path) -> None:
         except ValueError:
             await db.rollback()
         assert await db.execute_fetchall("SELECT sum(price) FROM products") == before
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_trio_anyio_example(backend: str) -> None:
+    """examples/trio_anyio.py prints what docs/trio-anyio.md says, on both backends."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "trio_anyio.py"), backend],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    docs = (ROOT / "docs" / "trio-anyio.md").read_text()
+    expected = docs.split("and prints:\n\n```\n", 1)[1].split("```", 1)[0]
+    assert proc.stdout == expected
