@@ -272,12 +272,15 @@ class Connection:
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(sqlite3_connection, *args)`` on the worker: 1 round trip."""
+        return await self._call_job(Job(fn, args))
+
+    async def _call_job(self, job: Job) -> Any:
         worker = self._worker
         if worker.connection is None:
             raise self._not_open_error()
         if worker.deferred_error is not None:
             self._raise_deferred()
-        return await self._wakers.current().wait(worker, Job(fn, args))
+        return await self._wakers.current().wait(worker, job)
 
     async def _call_stmt(self, sql: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Like _call, for the statement ``sql`` (passed in ``args`` too).

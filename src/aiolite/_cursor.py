@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._types import Parameters, RowFactory
+from ._worker import Job
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -233,7 +234,9 @@ class Cursor:
         return n
 
     async def _fill(self, n: int) -> None:
-        await self._conn._call(run_fetch, self._res, n)
+        # Shielded: interrupting a refill would abort the statement and lose the rows not
+        # yet read; a cancelled refill instead finishes into the buffer, so none are skipped.
+        await self._conn._call_job(Job(run_fetch, (self._res, n), shielded=True))
 
     # -- lifecycle --
 

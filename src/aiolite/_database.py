@@ -215,9 +215,10 @@ class Database(Queries):
             for m in self._all:
                 reader = m is not self._writer
                 kw = {
-                    "busy_timeout_ms": timeout_ms if reader else slice_ms,
+                    "busy_timeout_ms": timeout_ms,
                     "reader": reader,
                     "journal_mode": None if reader else self._journal,
+                    "then_busy_timeout_ms": None if reader else slice_ms,
                 }
                 m.worker.start()
                 args = (m.worker, self._location, self._statements, kw)

@@ -135,9 +135,12 @@ def connect_member(
     busy_timeout_ms: int,
     reader: bool,
     journal_mode: Optional[str] = None,
+    then_busy_timeout_ms: Optional[int] = None,
 ) -> tuple[sqlite3.Connection, Optional[str]]:
     """Open one connection of a Database (on its worker thread) and configure it.
 
+    Set-up waits up to ``busy_timeout_ms`` for other processes (switching to WAL needs a
+    moment alone with the file); ``then_busy_timeout_ms`` is the value to keep afterwards.
     Returns the connection and the journal mode SQLite reports (after setting it, if asked).
     """
     conn = sqlite3.connect(
@@ -158,6 +161,8 @@ def connect_member(
             conn.execute(statement).fetchall()
         if reader:
             conn.execute("PRAGMA query_only=ON")
+        if then_busy_timeout_ms is not None:  # the writer: its retry slice, once set up
+            conn.execute(f"PRAGMA busy_timeout={int(then_busy_timeout_ms)}")
     except BaseException:
         conn.close()
         raise

@@ -147,7 +147,8 @@ class RowStream:
             job = Job(run, (*args, (self._res, self._chunk)), key=self._sql)
         else:
             assert self._member is not None
-            job = Job(run_fetch, (self._res, self._chunk))
+            # Shielded, as Cursor refills: a cancel must not abort the statement mid-stream.
+            job = Job(run_fetch, (self._res, self._chunk), shielded=True)
         await db._wakers.current().wait(self._member.worker, job)
 
     def _finish(self) -> None:

@@ -96,7 +96,7 @@ class Job:
         self.rollback_if_cancelled = rollback_if_cancelled
         # The closing job: the last one the worker runs; it cannot be cancelled.
         self.final = final
-        # A COMMIT: a cancel drops its outcome but never interrupts it half-way.
+        # A COMMIT or a fetch refill: a cancel drops its outcome, never interrupts it.
         self.shielded = shielded
 
 
