@@ -47,6 +47,7 @@ def test_maintenance_example(tmp_path: Path) -> None:
         "import sqlite3\nc = sqlite3.connect('app.db')\n"
         "c.execute('CREATE TABLE t(x)')\n"
         "c.executemany('INSERT INTO t VALUES (?)', [(i,) for i in range(100)])\nc.commit()\n"
+        "c.close()\n"
     )
     run(setup, tmp_path)
     out = run(code, tmp_path)

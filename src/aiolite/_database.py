@@ -183,7 +183,6 @@ class Database(Queries):
         self._closed = False
         #: The journal mode SQLite reports after open ("wal" normally).
         self.journal_mode: Optional[str] = None
-        self._committed = 0
         self._rolled_back = 0
 
     # ---- opening and closing ----
@@ -525,7 +524,7 @@ class Database(Queries):
             writer_waiting=gate.waiting,
             writer_waits=gate.waits,
             writer_wait_seconds=gate.wait_seconds,
-            transactions=self._committed,
+            transactions=self._writer.session.transactions,
             rollbacks=self._rolled_back,
             busy_retries=sum(m.session.busy_retries for m in self._all),
             wal_truncations=self._writer.session.wal_truncations,

@@ -142,6 +142,8 @@ class Session:
         self.observed = hook is not None or slow is not None
         #: Lock attempts that found the database busy (read by Database.statistics()).
         self.busy_retries = 0
+        #: Transactions (``db.transaction()`` blocks) this connection committed.
+        self.transactions = 0
         #: The writer's WAL limit in bytes (None: SQLite's own checkpoints only), the WAL
         #: file, and how many TRUNCATE checkpoints the limit triggered.
         self.wal_limit: Optional[int] = None

@@ -145,7 +145,6 @@ class Transaction(Queries):
         except BaseException:
             self._rollback()
             raise
-        db._committed += 1
 
     def _rollback(self) -> None:
         self._db._rolled_back += 1
@@ -246,6 +245,7 @@ def _commit(conn: sqlite3.Connection, s: Session, pending: deque[str]) -> None:
                 "ROLLBACK in the SQL); nothing was committed: run it again"
             )
         s.commit(conn)
+        s.transactions += 1  # counted here: a commit whose waiting task was cancelled counts
     except BaseException as exc:
         error = exc
         raise
