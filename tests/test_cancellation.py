@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -170,3 +171,43 @@ async def test_cancelled_close_still_closes(db_path: Path) -> None:
     assert db._worker.join(2.0)
     with pytest.raises(aiolite.ConnectionClosedError):
         await db.execute("SELECT 1")
+
+
+async def test_shielded_job_is_not_interrupted() -> None:
+    """A shielded job (a COMMIT, a refill) that is running when cancelled runs to its end."""
+    import threading
+
+    from aiolite._worker import Job, Worker
+
+    worker = Worker()
+    worker.start()
+    started, release = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def job_fn(_: object) -> None:
+        started.set()
+        release.wait(5)
+        done.append("finished")
+
+    job = Job(job_fn, (), shielded=True)
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def cancel_once_running() -> None:
+                await anyio.to_thread.run_sync(started.wait, 5)
+                scope.cancel()
+
+            tg.start_soon(cancel_once_running)
+            await worker_wait(worker, job)
+    assert scope.cancelled_caught
+    assert worker.interrupts == 0  # a shielded job is never interrupted
+    release.set()
+    worker.stop()
+    assert worker.join(5)
+    assert done == ["finished"]
+
+
+async def worker_wait(worker: Any, job: Any) -> Any:
+    from aiolite._backends import WakerCache
+
+    return await WakerCache().current().wait(worker, job)

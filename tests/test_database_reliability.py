@@ -114,11 +114,9 @@ def test_4_processes_read_modify_write_on_one_file(db_path: Path, tmp_path: Path
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
     assert [out.split()[0] for out, _ in outputs] == ["0"] * 4, outputs
-    retries = sum(int(out.split()[1]) for out, _ in outputs)
     assert fetch(db_path, "SELECT sum(n) FROM counters") == [
         (4 * 10 * 25,)
     ]  # every increment of every process, none lost
-    assert retries >= 0  # contention is likely but not guaranteed on a fast machine
 
 
 KILL_SCRIPT = """

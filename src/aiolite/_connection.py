@@ -7,7 +7,6 @@ many thread round trips it costs; ``statistics()`` counts them.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import sys
 import warnings
@@ -22,6 +21,7 @@ from ._blob import Blob
 from ._context import Result
 from ._cursor import Cursor, run_execute
 from ._exceptions import ConnectionClosedError
+from ._pragmas import as_str
 from ._types import (
     AuthorizerCallback,
     BackupProgress,
@@ -644,14 +644,8 @@ def connect(
 
 
 def _location(database: Any) -> str:
-    if isinstance(database, str):
-        return database
-    if isinstance(database, bytes):
-        return database.decode("utf-8")
-    if isinstance(database, os.PathLike):
-        path = os.fspath(database)
-        return path.decode("utf-8") if isinstance(path, bytes) else path
-    return str(database)
+    path = as_str(database)
+    return path if isinstance(path, str) else str(path)
 
 
 Connection.__module__ = "aiolite"

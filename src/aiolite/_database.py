@@ -13,7 +13,6 @@ Where each call goes:
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sqlite3
 import warnings
@@ -42,7 +41,7 @@ from ._maintenance import (
 )
 from ._migrations import Migration, MigrationSource, applied, migrate
 from ._pool import SPREAD_AT, Member, ReaderPool, ReadSession
-from ._pragmas import Location, PragmaValue, connect_member, locate, resolve_pragmas
+from ._pragmas import Location, PragmaValue, as_str, connect_member, locate, resolve_pragmas
 from ._queries import DEFAULT, Queries
 from ._statements import (
     AUTOCOMMIT,
@@ -92,10 +91,11 @@ class DatabaseStatistics:
 
 def _open_member(
     _: None, worker: Worker, location: Location, statements: list[str], kw: dict[str, Any]
-) -> Optional[str]:
+) -> tuple[Optional[str], str]:
+    """Open and configure one connection; return its journal mode and file ('' in memory)."""
     conn, journal = connect_member(location, statements, **kw)
     worker.adopt(conn)
-    return journal
+    return journal, main_file(conn)
 
 
 def _optimize(conn: sqlite3.Connection) -> None:
@@ -154,11 +154,8 @@ class Database(Queries):
         self._journal, self._statements, self._busy_timeout = resolve_pragmas(
             pragmas, busy_timeout, self._location
         )
-        self._types = types
         self._optimize = optimize
         self._row_factory = row_factory
-        self._hook = on_statement
-        self._slow = slow_query
         self._chunk = iter_chunk_size
         self._wakers = WakerCache()
         self._gate = WriterGate()
@@ -221,10 +218,9 @@ class Database(Queries):
                 }
                 m.worker.start()
                 args = (m.worker, self._location, self._statements, kw)
-                got = await self._call(m, _open_member, *args)
+                journal, path = await self._call(m, _open_member, *args)
                 if not reader:
-                    self.journal_mode = got
-                    path = await self._call(m, main_file)
+                    self.journal_mode = journal
                     m.session.wal_path = f"{path}-wal" if path else ""
         except BaseException:
             self._closing = self._closed = True
@@ -382,13 +378,19 @@ class Database(Queries):
             # order), and a burst of such writes then runs back to back on the worker
             # instead of taking turns through the event loop.
             return await self._submit_write(w, job)
-        await gate.acquire(what)
+        await self._acquire_writer(what)
         try:
-            if self._closing:
-                raise self._closed_error()
             return await self._submit_write(w, job)
         finally:
             gate.release()
+
+    async def _acquire_writer(self, what: str) -> None:
+        """Queue for the writer (FIFO); fail if the Database closed meanwhile."""
+        self._check_open()
+        await self._gate.acquire(what)
+        if self._closing:
+            self._gate.release()
+            raise self._closed_error()
 
     async def _on_reserved_reader(self, fn: Any, *args: Any) -> Any:
         """Run one job on a reader nobody else uses meanwhile (a snapshot of its own)."""
@@ -473,11 +475,11 @@ class Database(Queries):
         backup starts.  ``progress(done_pages, total_pages)`` is called on the worker thread
         after every ``pages`` pages.  Returns the number of pages copied.
         """
-        return int(await self._on_reserved_reader(run_backup, _path(dest), pages, progress))
+        return int(await self._on_reserved_reader(run_backup, as_str(dest), pages, progress))
 
     async def vacuum_into(self, dest: StrPath) -> None:
         """Write a compacted copy of the database to the new file ``dest`` (VACUUM INTO)."""
-        await self._on_reserved_reader(run_vacuum_into, _path(dest))
+        await self._on_reserved_reader(run_vacuum_into, as_str(dest))
 
     async def checkpoint(self, mode: str = "PASSIVE") -> CheckpointResult:
         """Run a WAL checkpoint: PASSIVE, FULL, RESTART or TRUNCATE.
@@ -530,11 +532,6 @@ class Database(Queries):
             wal_truncations=self._writer.session.wal_truncations,
             round_trips=sum(m.worker.round_trips for m in self._all),
         )
-
-
-def _path(dest: StrPath) -> str:
-    target = os.fspath(dest)
-    return target.decode("utf-8") if isinstance(target, bytes) else target
 
 
 #: ``aiolite.open(path, ...)``: the Database constructor, under the name people look for.

@@ -94,7 +94,10 @@ def load(source: MigrationSource) -> list[_Step]:
     if isinstance(source, (str, os.PathLike)):
         folder = Path(source)
         if not folder.is_dir():
-            raise MigrationError(f"migration source {str(folder)!r} is not a directory")
+            raise MigrationError(
+                f"migration source {str(folder)!r} is not a directory: pass a folder of "
+                "NNNN_description.sql files, or a list of (version, step)"
+            )
         for path in sorted(folder.iterdir()):
             if path.suffix != ".sql":
                 continue

@@ -15,9 +15,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._backends import make_semaphore
-from ._queries import Queries
-from ._statements import PLAIN, Session, end_read, run
-from ._worker import Job, Worker
+from ._queries import Attached
+from ._statements import PLAIN, Session, end_read
+from ._worker import Worker
 
 if TYPE_CHECKING:
     from ._database import Database
@@ -82,7 +82,7 @@ class ReaderPool:
         self._slots.release()
 
 
-class ReadSession(Queries):
+class ReadSession(Attached):
     """Several reads on one consistent snapshot: ``async with db.read() as r``.
 
     The snapshot is taken by the first read (``BEGIN`` is sent with it) and ends when the
@@ -92,11 +92,8 @@ class ReadSession(Queries):
     """
 
     def __init__(self, db: Database) -> None:
-        self._db = db
-        self._row_factory = db._row_factory
+        super().__init__(db)
         self._member: Optional[Member] = None
-        self._pending: deque[str] = deque()
-        self._ops = 0
         self._used = False
 
     async def __aenter__(self) -> ReadSession:
@@ -128,13 +125,7 @@ class ReadSession(Queries):
         return m
 
     async def _query(self, mode: int, sql: str, params: Any, shape: Any) -> Any:
-        m = self._live()
-        self._ops += 1
-        job = Job(run, (m.session, self._pending, mode, sql, params, shape, PLAIN), key=sql)
-        return await self._db._wakers.current().wait(m.worker, job)
-
-    def _home(self) -> Database:
-        return self._db
+        return await self._run_on(self._live(), mode, sql, params, shape, PLAIN)
 
     def _stream_on(self) -> tuple[Optional[Member], Optional[deque[str]]]:
         m = self._live()

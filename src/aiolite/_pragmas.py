@@ -26,7 +26,14 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
-__all__ = ["DEFAULT_PRAGMAS", "Location", "connect_member", "locate", "resolve_pragmas"]
+__all__ = [
+    "DEFAULT_PRAGMAS",
+    "Location",
+    "as_str",
+    "connect_member",
+    "locate",
+    "resolve_pragmas",
+]
 
 #: Applied to every connection unless ``pragmas=`` overrides them (a value of None drops one).
 DEFAULT_PRAGMAS: dict[str, Any] = {
@@ -62,12 +69,16 @@ class Location:
         return self.target
 
 
-def locate(database: Any) -> Location:
-    """Turn a path, ``:memory:`` or a ``file:`` URI into a :class:`Location`."""
+def as_str(database: Any) -> Any:
+    """A path given as str, bytes or os.PathLike, as str (anything else unchanged)."""
     if isinstance(database, os.PathLike):
         database = os.fspath(database)
-    if isinstance(database, bytes):
-        database = database.decode("utf-8")
+    return database.decode("utf-8") if isinstance(database, bytes) else database
+
+
+def locate(database: Any) -> Location:
+    """Turn a path, ``:memory:`` or a ``file:`` URI into a :class:`Location`."""
+    database = as_str(database)
     if not isinstance(database, str):
         raise TypeError(
             f"database must be a path (str or os.PathLike) or ':memory:', "

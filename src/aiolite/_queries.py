@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ._database import Database
     from ._pool import Member
 
-__all__ = ["DEFAULT", "Queries", "RowStream"]
+__all__ = ["DEFAULT", "Attached", "Queries", "RowStream"]
 
 #: "Use the Database's row_factory" (None already means plain tuples).
 DEFAULT: Any = type("_Default", (), {"__repr__": lambda self: "DEFAULT"})()
@@ -85,6 +85,32 @@ class Queries:
         return RowStream(db, sql, params, self._shape(row_factory), chunk, member, pending)
 
 
+class Attached(Queries):
+    """Queries bound to one Database, with statements deferred to their next job.
+
+    The base of Transaction (on the writer) and ReadSession (on a reserved reader): both
+    queue ``BEGIN``-like statements in ``_pending``, which the next job runs first.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._row_factory = db._row_factory
+        self._pending: deque[str] = deque()
+        self._ops = 0  # jobs sent: none means there is nothing to end
+
+    def _home(self) -> Database:
+        return self._db
+
+    async def _run_on(
+        self, m: Member, mode: int, sql: str, params: Any, shape: Any, tx: int,
+        shielded: bool = False,
+    ) -> Any:  # fmt: skip
+        self._ops += 1
+        args = (m.session, self._pending, mode, sql, params, shape, tx)
+        job = Job(run, args, key=sql, shielded=shielded)
+        return await self._db._wakers.current().wait(m.worker, job)
+
+
 class RowStream:
     """``async for row in db.iterate(sql)``: rows in chunks, on one connection meanwhile.
 
@@ -124,10 +150,17 @@ class RowStream:
             return rows.popleft()
         if self._done:
             raise StopAsyncIteration
+        refill = self._started
         try:
             await self._fill()
-        except BaseException:
+        except Exception:
             self._finish()
+            raise
+        except BaseException:
+            # Cancelled.  A refill still lands in the buffer (it is shielded), so the stream
+            # goes on; a cancelled start left no statement to go on with.
+            if not refill:
+                self._finish()
             raise
         if self._res.raw is None:  # the statement is over: give the reader back now
             self._finish()

@@ -39,6 +39,7 @@ __all__ = [
     "ALL",
     "AUTOCOMMIT",
     "BEGIN",
+    "COMMIT",
     "MANY",
     "ONE",
     "SCRIPT",
@@ -50,14 +51,16 @@ __all__ = [
     "StatementEvent",
     "WriteResult",
     "end_read",
+    "end_transaction",
     "rollback",
     "run",
 ]
 
 logger = logging.getLogger("aiolite")
 
-# What run() returns: one row, all rows, a value, a WriteResult, or a stream's first chunk.
-ONE, ALL, VAL, WRITE, MANY, SCRIPT, STREAM = range(7)
+# What run() does: return one row, all rows, a value, a WriteResult, a stream's first chunk;
+# or run a script, or commit the transaction.
+ONE, ALL, VAL, WRITE, MANY, SCRIPT, STREAM, COMMIT = range(8)
 # How run() treats transactions: a reader's plain read; an autocommit write (wrapped in
 # BEGIN IMMEDIATE/COMMIT); a statement inside a transaction (which must still be open).
 PLAIN, AUTOCOMMIT, TX = range(3)
@@ -222,11 +225,12 @@ class Session:
         one busy slice for such readers; if they are still there it gives up and the next
         check tries again.
         """
+        limit = self.wal_limit
         try:
             size = os.path.getsize(self.wal_path)
         except OSError:
             return
-        if size > self.wal_limit:  # type: ignore[operator]
+        if limit is not None and size > limit:
             row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if row is not None and not row[0]:
                 self.wal_truncations += 1
@@ -331,6 +335,18 @@ def _script(conn: sqlite3.Connection, s: Session, sql: str, _p: Any, _s: Any, _x
         conn.executescript(sql)
     finally:
         conn.execute(f"PRAGMA busy_timeout={writer_slice_ms(s.busy_timeout)}")
+        # Nothing stays open: a script that failed half-way, or forgot its COMMIT.
+        left_open = end_transaction(conn, "ROLLBACK")
+    if left_open:
+        raise sqlite3.OperationalError(
+            "the script began a transaction and did not end it, so it was rolled back: "
+            "end it with COMMIT in the script, or use 'async with db.transaction()'"
+        )
+
+
+def _commit(conn: sqlite3.Connection, s: Session, _q: Any, _p: Any, _s: Any, _x: Any) -> Any:
+    s.commit(conn)
+    s.transactions += 1  # counted here: a commit whose waiting task was cancelled counts
 
 
 def _stream(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, x: Any) -> Any:
@@ -345,7 +361,7 @@ def _stream(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: 
     return None
 
 
-_MODES = (_one, _all, _val, _write, _many, _script, _stream)
+_MODES = (_one, _all, _val, _write, _many, _script, _stream, _commit)
 
 
 def writer_slice_ms(busy_timeout: float) -> int:
@@ -376,28 +392,18 @@ def run(
                 value = _MODES[mode](conn, s, sql, params, shape, extra)
                 s.commit(conn)
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                end_transaction(conn, "ROLLBACK")
                 raise
             return value
         if tx == TX and not conn.in_transaction:
             raise sqlite3.OperationalError(
                 "the transaction is no longer open: SQLite rolled it back (an interrupted "
-                "write, or a ROLLBACK in the SQL); leave this 'async with' block and retry "
-                "the whole transaction"
+                "write, or a ROLLBACK in the SQL); nothing of it was committed: leave this "
+                "'async with' block and run the whole transaction again"
             )
-        value = _MODES[mode](conn, s, sql, params, shape, extra)
-        if mode == SCRIPT and tx == PLAIN and conn.in_transaction:
-            conn.execute("ROLLBACK")
-            raise sqlite3.OperationalError(
-                "the script began a transaction and did not end it, so it was rolled back: "
-                "end it with COMMIT in the script, or use 'async with db.transaction()'"
-            )
-        return value
+        return _MODES[mode](conn, s, sql, params, shape, extra)
     except BaseException as exc:
         error = exc
-        if mode == SCRIPT and tx == PLAIN and conn.in_transaction:
-            conn.execute("ROLLBACK")  # a script that failed half-way leaves nothing open
         if isinstance(exc, sqlite3.Error):
             _explain(exc, s.role)
         raise
@@ -428,21 +434,25 @@ def _explain(exc: sqlite3.Error, role: str) -> None:
         exc.args = (f"{text} ({hint})",)
 
 
+def end_transaction(conn: sqlite3.Connection, sql: str) -> bool:
+    """COMMIT or ROLLBACK whatever is open; False if nothing was.  Never raises: it runs
+    where the connection may be closing or broken (SQLite rolls back on close anyway)."""
+    if conn is None or not conn.in_transaction:
+        return False
+    try:
+        conn.execute(sql)
+    except sqlite3.Error:
+        pass
+    return True
+
+
 def rollback(conn: sqlite3.Connection, pending: Optional[deque[str]] = None) -> None:
     """End a transaction that will not commit (posted: nobody waits for it)."""
     if pending is not None:
         pending.clear()
-    if conn is not None and conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the connection is closing or broken: SQLite rolls back on close
+    end_transaction(conn, "ROLLBACK")
 
 
 def end_read(conn: sqlite3.Connection) -> None:
     """End a read session's snapshot (posted), so checkpoints can reset the WAL past it."""
-    if conn is not None and conn.in_transaction:
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            pass
+    end_transaction(conn, "COMMIT")

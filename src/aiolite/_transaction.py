@@ -22,10 +22,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._backends import current_task, make_lock
-from ._queries import DEFAULT, Queries
-from ._statements import BEGIN, MANY, TX, WRITE, Session, WriteResult, rollback, run
+from ._queries import DEFAULT, Attached
+from ._statements import BEGIN, COMMIT, MANY, TX, WRITE, WriteResult, rollback
 from ._types import Parameters
-from ._worker import Job
 
 if TYPE_CHECKING:
     from ._database import Database
@@ -79,7 +78,7 @@ class WriterGate:
         self._lock.release()
 
 
-class Transaction(Queries):
+class Transaction(Attached):
     """``async with db.transaction() as tx``: a write transaction on the writer.
 
     Commits when the block ends normally; rolls back on an exception or a cancellation.
@@ -93,22 +92,15 @@ class Transaction(Queries):
     """
 
     def __init__(self, db: Database) -> None:
-        self._db = db
-        self._row_factory = db._row_factory
-        self._pending: deque[str] = deque()
+        super().__init__(db)
         self._state = NEW
-        self._ops = 0
         self._savepoints = 0
 
     async def __aenter__(self) -> Transaction:
         db = self._db
         if self._state != NEW:
             raise RuntimeError("a transaction can be entered once; call db.transaction() again")
-        db._check_open()
-        await db._gate.acquire("db.transaction()")
-        if db._closing:
-            db._gate.release()
-            raise db._closed_error()
+        await db._acquire_writer("db.transaction()")
         self._pending.append(BEGIN)
         self._state = OPEN
         return self
@@ -138,10 +130,9 @@ class Transaction(Queries):
             db._gate.release()
 
     async def _commit(self) -> None:
-        db = self._db
-        job = Job(_commit, (db._writer.session, self._pending), shielded=True)
+        # Shielded: a cancel that lands while COMMIT runs must not interrupt it half-way.
         try:
-            await db._wakers.current().wait(db._writer.worker, job)
+            await self._run_on(self._db._writer, COMMIT, "COMMIT", None, None, TX, shielded=True)
         except BaseException:
             self._rollback()
             raise
@@ -163,14 +154,10 @@ class Transaction(Queries):
             "this transaction is not active: use it inside 'async with db.transaction() as tx'"
         )
 
-    async def _query(self, mode: int, sql: str, params: Any, shape: Any, extra: Any = None) -> Any:
+    async def _query(self, mode: int, sql: str, params: Any, shape: Any) -> Any:
         self._check()
-        db = self._db
-        self._ops += 1
-        w = db._writer
-        job = Job(run, (w.session, self._pending, mode, sql, params, shape, TX, extra), key=sql)
         try:
-            return await db._wakers.current().wait(w.worker, job)
+            return await self._run_on(self._db._writer, mode, sql, params, shape, TX)
         except Exception:
             raise
         except BaseException:  # cancelled: what ran of it is unknown, so it cannot commit
@@ -188,9 +175,6 @@ class Transaction(Queries):
         """Execute a statement once per parameter set. 1 round trip."""
         result: WriteResult = await self._query(MANY, sql, seq_of_params, None)
         return result
-
-    def _home(self) -> Database:
-        return self._db
 
     def _stream_on(self) -> tuple[Optional[Member], Optional[deque[str]]]:
         self._check()
@@ -232,26 +216,6 @@ class Savepoint:
         if exc_type is not None:
             tx._pending.append(f"ROLLBACK TO {self._name}")
         tx._pending.append(f"RELEASE {self._name}")
-
-
-def _commit(conn: sqlite3.Connection, s: Session, pending: deque[str]) -> None:
-    started = time.perf_counter()
-    error: Optional[BaseException] = None
-    try:
-        s.drain(conn, pending)
-        if not conn.in_transaction:
-            raise sqlite3.OperationalError(
-                "the transaction was rolled back before COMMIT (an interrupted write, or a "
-                "ROLLBACK in the SQL); nothing was committed: run it again"
-            )
-        s.commit(conn)
-        s.transactions += 1  # counted here: a commit whose waiting task was cancelled counts
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        if s.observed:  # a slow COMMIT (a big transaction, a checkpoint) is worth seeing
-            s.report("COMMIT", None, time.perf_counter() - started, error)
 
 
 Transaction.__module__ = "aiolite"
