@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 PYENV_ROOT ?= /root/.pyenv
 ALL_PYTHONS = $(foreach v,3.9 3.10 3.11 3.12 3.13,$(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(v).*/bin/python))))
 
-.PHONY: demo test test-all lint bench docs clean
+.PHONY: demo test test-sqlalchemy test-all lint bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-sqlalchemy PYTHON=$(PYTHON) VENV=$(VENV)
+
+# SQLAlchemy's dialect compliance suite on sqlite+aiolite, compared with sqlite+aiosqlite.
+test-sqlalchemy: $(STAMP)
+	$(PY) tests/sqlalchemy_suite/run.py
 
 test-all:
 	@set -e; for py in $(ALL_PYTHONS); do \
@@ -36,6 +41,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.database
+	$(PY) -m benchmarks.sqlalchemy_rmw
 
 clean:
 	rm -rf .venv .venv-* build dist *.egg-info

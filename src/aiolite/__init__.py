@@ -4,6 +4,7 @@
 with one thread round trip per operation.
 """
 
+from collections.abc import Mapping as _Mapping
 from sqlite3 import (
     DatabaseError as DatabaseError,
 )
@@ -52,6 +53,8 @@ from sqlite3 import (
 from sqlite3 import (
     sqlite_version_info as sqlite_version_info,
 )
+from types import MappingProxyType as _MappingProxyType
+from typing import Any as _Any
 
 from ._adapters import Types as Types
 from ._blob import Blob as Blob
@@ -71,12 +74,17 @@ from ._maintenance import Health as Health
 from ._migrations import Migration as Migration
 from ._migrations import MigrationError as MigrationError
 from ._pool import ReadSession as ReadSession
+from ._pragmas import DEFAULT_PRAGMAS as _DEFAULT_PRAGMAS
 from ._queries import RowStream as RowStream
 from ._statements import StatementEvent as StatementEvent
 from ._statements import WriteResult as WriteResult
 from ._transaction import Savepoint as Savepoint
 from ._transaction import Transaction as Transaction
 from ._version import __version__ as __version__
+
+#: The pragmas :func:`open` applies to every connection (read-only view; override them
+#: with ``pragmas=``).
+DEFAULT_PRAGMAS: _Mapping[str, _Any] = _MappingProxyType(_DEFAULT_PRAGMAS)
 
 __all__ = [
     "Blob",
@@ -85,6 +93,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionStatistics",
     "Cursor",
+    "DEFAULT_PRAGMAS",
     "DataError",
     "Database",
     "DatabaseError",
