@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.database
 	$(PY) -m benchmarks.sqlalchemy_rmw
+	$(PY) -m benchmarks.fastapi_load
 
 clean:
 	rm -rf .venv .venv-* build dist *.egg-info
