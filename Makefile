@@ -44,5 +44,16 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.sqlalchemy_rmw
 	$(PY) -m benchmarks.fastapi_load
 
+# The docs site (mkdocs-material + an API reference from the docstrings) into site/;
+# --strict turns every warning into an error.
+DOCS_STAMP = $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	@# NO_MKDOCS_2_WARNING: silences mkdocs-material's end-of-life banner (not a build warning).
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf .venv .venv-* build dist *.egg-info
+	rm -rf .venv .venv-* build dist *.egg-info site
