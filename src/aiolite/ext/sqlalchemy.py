@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import re
 import sqlite3
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
@@ -451,7 +452,11 @@ class AioliteDialect(SQLiteDialect_pysqlite):
         if memory:
             name = f"file:/aiolite-sqlalchemy-{id(self):x}-{next(_memory_names)}?vfs=memdb"
             if self._memory_keeper is None:
-                self._memory_keeper = sqlite3.connect(name, uri=True, check_same_thread=False)
+                keeper = sqlite3.connect(name, uri=True, check_same_thread=False)
+                self._memory_keeper = keeper
+                # Closed when the engine's dialect is collected (or at exit): an unclosed
+                # sqlite3 connection warns on Python 3.13.
+                weakref.finalize(self, keeper.close)
             args = [name]
             kwargs["uri"] = True
         kwargs.pop("check_same_thread", None)  # aiolite's worker owns the connection
