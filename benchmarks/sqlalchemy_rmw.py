@@ -31,16 +31,20 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(Integer)
 
 
-async def rmw(engine: AsyncEngine, sessions: int, each: int) -> tuple[int, int, int, float]:
+async def rmw(
+    engine: AsyncEngine, sessions: int, each: int
+) -> tuple[int, int, list[OperationalError], float]:
+    """Run the test; returns (final value, commits acknowledged, errors, seconds)."""
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     async with AsyncSession(engine) as s:
         s.add(Counter(id=1, value=0))
         await s.commit()
-    errors = committed = 0
+    errors: list[OperationalError] = []
+    committed = 0
 
     async def worker() -> None:
-        nonlocal errors, committed
+        nonlocal committed
         async with AsyncSession(engine) as session:
             for _ in range(each):
                 try:
@@ -50,8 +54,8 @@ async def rmw(engine: AsyncEngine, sessions: int, each: int) -> tuple[int, int, 
                         await asyncio.sleep(0)
                         counter.value += 1
                     committed += 1
-                except OperationalError:
-                    errors += 1
+                except OperationalError as exc:
+                    errors.append(exc)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(sessions)))
@@ -88,7 +92,7 @@ async def main() -> None:
             engine = create_async_engine(url.format(path)).execution_options(**opts)
             value, committed, errors, elapsed = await rmw(engine, args.sessions, args.each)
             lost = committed - value
-            print(f"{name:<34}{value:>7}{errors:>8}{lost:>6}{committed / elapsed:>8.0f}")
+            print(f"{name:<34}{value:>7}{len(errors):>8}{lost:>6}{committed / elapsed:>8.0f}")
     print(f"(a correct run: final = {expected} - errors, lost = 0)")
 
 

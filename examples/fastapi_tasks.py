@@ -6,7 +6,7 @@
 What it shows:
 
 * the Database opens in the lifespan (migrations included) and closes at shutdown;
-* two dependencies: ``Reader``, the Database, for reads (each query goes to whichever
+* two dependencies: ``Db``, the Database, for reads (each query goes to whichever
   connection is free; ``db.read()`` inside an endpoint when several queries must see one
   snapshot) and single-statement writes (``db.execute()``: one round trip, its own
   transaction), and ``Writer`` (a transaction: ``BEGIN IMMEDIATE`` at its first statement, committed
@@ -114,32 +114,28 @@ def create_app(path: Optional[str] = None) -> FastAPI:
     return app
 
 
-def _db(request: Request) -> aiolite.Database:
+def _database(request: Request) -> aiolite.Database:
+    # The Database itself, not a db.read() session: a session pins one of the readers
+    # (4 by default) for the whole request, so 100 requests in flight would queue for
+    # them.  Plain reads need no pinning; see summary() for a snapshot of several queries.
     db: aiolite.Database = request.app.state.db
     return db
 
 
-def _read(request: Request) -> aiolite.Database:
-    # The Database itself, not a db.read() session: a session pins one of the readers
-    # (4 by default) for the whole request, so 100 requests in flight would queue for
-    # them.  Plain reads need no pinning; see summary() for a snapshot of several queries.
-    return _db(request)
-
-
 async def _write(request: Request) -> AsyncIterator[aiolite.Transaction]:
-    async with _db(request).transaction() as tx:
+    async with _database(request).transaction() as tx:
         yield tx
 
 
 # scope="function": the transaction ends (commits) before the response goes out, so a
 # client that gets 201 can read its task at once, and a failed COMMIT is a 500, not a lie.
-Reader = Annotated[aiolite.Database, Depends(_read)]
+Db = Annotated[aiolite.Database, Depends(_database)]
 Writer = Annotated[aiolite.Transaction, Depends(_write, scope="function")]
 
 
 def _add_routes(app: FastAPI) -> None:
     @app.post("/tasks", status_code=status.HTTP_201_CREATED, response_model=Task)
-    async def create_task(task: TaskIn, db: Reader) -> Any:
+    async def create_task(task: TaskIn, db: Db) -> Any:
         # One statement: db.execute() is its own BEGIN IMMEDIATE ... COMMIT, in one round
         # trip, so it never holds the write lock across the event loop.
         now = _now()
@@ -155,7 +151,7 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/tasks", response_model=list[Task])
     async def list_tasks(
-        db: Reader,
+        db: Db,
         status_: Annotated[Optional[Status], Query(alias="status")] = None,
         priority: Annotated[Optional[int], Query(ge=1, le=3)] = None,
         q: Annotated[Optional[str], Query(max_length=100)] = None,
@@ -179,7 +175,7 @@ def _add_routes(app: FastAPI) -> None:
         )
 
     @app.get("/tasks/{task_id}", response_model=Task)
-    async def get_task(task_id: int, db: Reader) -> Any:
+    async def get_task(task_id: int, db: Db) -> Any:
         row = await db.fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
         if row is None:
             raise HTTPException(404, f"task {task_id} not found")
@@ -200,14 +196,14 @@ def _add_routes(app: FastAPI) -> None:
         return result.rows[0]
 
     @app.delete("/tasks/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
-    async def delete_task(task_id: int, db: Reader) -> Response:
+    async def delete_task(task_id: int, db: Db) -> Response:
         result = await db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
         if result.rowcount == 0:
             raise HTTPException(404, f"task {task_id} not found")
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @app.get("/summary", response_model=Summary)
-    async def summary(db: Reader) -> Any:
+    async def summary(db: Db) -> Any:
         # Two queries, one snapshot: the total always equals the sum of the groups.
         async with db.read() as snapshot:
             total = await snapshot.fetchval("SELECT count(*) FROM tasks")

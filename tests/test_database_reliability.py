@@ -17,6 +17,7 @@ import anyio.lowlevel
 import pytest
 
 import aiolite
+from script_runner import run_script
 
 HOT_ROWS = 10
 
@@ -314,10 +315,9 @@ async def test_busy_past_the_deadline_says_what_to_do(db_path: Path, tmp_path: P
 
 
 def test_unclosed_database_does_not_hang_the_exit(tmp_path: Path) -> None:
-    script = tmp_path / "leave_open.py"
-    script.write_text(
-        textwrap.dedent(
-            """
+    ran = run_script(
+        tmp_path,
+        """
             import asyncio, warnings
             import aiolite
             warnings.simplefilter("ignore", ResourceWarning)
@@ -330,19 +330,12 @@ def test_unclosed_database_does_not_hang_the_exit(tmp_path: Path) -> None:
                     await tx.execute("INSERT INTO t VALUES (1)")
             asyncio.run(main())
             print("done")
-            """
-        )
-    )
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-X", "dev", str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
+            """,
         timeout=30,
+        name="leave_open.py",
     )
-    assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, "done", "")
-    assert time.monotonic() - started < 10
+    assert (ran.returncode, ran.stdout.strip(), ran.stderr) == (0, "done", "")
+    assert ran.seconds < 10
     with sqlite3.connect(tmp_path / "left-open.db") as raw:
         assert raw.execute("SELECT x FROM t").fetchall() == [(1,)]
     raw.close()

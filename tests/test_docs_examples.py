@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from script_runner import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,18 +19,10 @@ def first_python_block(page: str) -> str:
 
 
 def run(code: str, cwd: Path) -> str:
-    script = cwd / "example.py"
-    script.write_text(code)
-    proc = subprocess.run(
-        [sys.executable, "-X", "dev", str(script)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
-    return proc.stdout
+    ran = run_script(cwd, code, name="example.py")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr == ""
+    return ran.stdout
 
 
 def test_database_quickstart(tmp_path: Path) -> None:

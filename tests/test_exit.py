@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
-import textwrap
-import time
 import warnings
 from pathlib import Path
 
 import pytest
 
 import aiolite
+from script_runner import run_script
 
 pytestmark = pytest.mark.anyio
 
 
-def run_script(tmp_path: Path, body: str, timeout: float = 20) -> tuple[int, str, float]:
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(body))
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-X", "dev", str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return proc.returncode, proc.stderr, time.perf_counter() - started
+def run(tmp_path: Path, body: str) -> tuple[int, str, float]:
+    ran = run_script(tmp_path, body, timeout=20)
+    return ran.returncode, ran.stderr, ran.seconds
 
 
 GLOBAL_ASYNCIO = """
@@ -49,7 +37,7 @@ GLOBAL_ASYNCIO = """
 
 def test_module_global_connection_exits_at_once(tmp_path: Path) -> None:
     """A module-global connection left open: rc 0, no stderr, exits in well under 5 s."""
-    rc, err, took = run_script(tmp_path, GLOBAL_ASYNCIO)
+    rc, err, took = run(tmp_path, GLOBAL_ASYNCIO)
     assert (rc, err) == (0, "")
     assert took < 5
     import sqlite3
@@ -59,7 +47,7 @@ def test_module_global_connection_exits_at_once(tmp_path: Path) -> None:
 
 def test_long_query_running_at_exit(tmp_path: Path) -> None:
     """A query still running when the program ends is interrupted; the process exits."""
-    rc, err, took = run_script(
+    rc, err, took = run(
         tmp_path,
         """
         import asyncio, threading, warnings
@@ -82,7 +70,7 @@ def test_long_query_running_at_exit(tmp_path: Path) -> None:
 
 def test_cycle_traceback_and_closed_loop(tmp_path: Path) -> None:
     """Connections held by a cycle or a traceback, with their loop closed: clean exit."""
-    rc, err, took = run_script(
+    rc, err, took = run(
         tmp_path,
         """
         import asyncio, gc, warnings
@@ -113,7 +101,7 @@ def test_cycle_traceback_and_closed_loop(tmp_path: Path) -> None:
 
 def test_trio_global_connection_exits(tmp_path: Path) -> None:
     """The same under trio: a connection left open does not keep the process alive."""
-    rc, err, took = run_script(
+    rc, err, took = run(
         tmp_path,
         """
         import trio, warnings

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+
+from script_runner import load_file
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -19,19 +20,7 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load_example() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "fastapi_tasks", ROOT / "examples" / "fastapi_tasks.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fastapi_tasks"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-example = _load_example()
+example = load_file(ROOT / "examples" / "fastapi_tasks.py", "fastapi_tasks")
 
 
 async def gather(*coros: Any) -> list[Any]:
@@ -48,12 +37,17 @@ async def gather(*coros: Any) -> list[Any]:
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Any]:
-    app = example.create_app(str(tmp_path / "tasks.db"))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+async def app(tmp_path: Path) -> AsyncIterator[Any]:
+    application = example.create_app(str(tmp_path / "tasks.db"))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[Any]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
 
 
 async def _create(client: Any, title: str, priority: int = 2) -> dict[str, Any]:
@@ -157,9 +151,10 @@ async def test_concurrent_status_changes_all_apply(client: Any) -> None:
     assert r.json() == {"total": 100, "by_status": {"todo": 80, "doing": 20}}
 
 
-async def test_the_classic_database_is_locked_collision_succeeds(client: Any) -> None:
+async def test_the_classic_database_is_locked_collision_succeeds(app: Any, client: Any) -> None:
     """A holds its write transaction open across an await; B writes meanwhile, holds
-    longer, then commits.  Both succeed; B ran after A (its transaction queued)."""
+    longer, then commits.  Both succeed, and B's insert ran only after A committed (its
+    transaction queued instead of interleaving with A's on the writer connection)."""
 
     async def b_after_a_started() -> Any:
         await anyio.sleep(0.05)
@@ -168,6 +163,10 @@ async def test_the_classic_database_is_locked_collision_succeeds(client: Any) ->
     ra, rb = await gather(client.post("/collision/a", params={"hold": 0.3}), b_after_a_started())
     assert (ra.status_code, rb.status_code) == (200, 200)
     assert (ra.json(), rb.json()) == ({"status": "A committed"}, {"status": "B committed"})
+    log = await app.state.db.fetchall("SELECT who, at FROM collision_log ORDER BY rowid")
+    assert [row["who"] for row in log] == ["A", "B"]
+    a_at, b_at = (datetime.fromisoformat(row["at"]) for row in log)
+    assert (b_at - a_at).total_seconds() >= 0.3  # A held its transaction 0.3 s
 
 
 async def test_response_is_sent_after_the_commit(client: Any) -> None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
-from sqlalchemy import Integer, String, event, select, text  # noqa: E402
+from sqlalchemy import String, event, select, text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.ext.asyncio import (  # noqa: E402
     AsyncEngine,
@@ -31,8 +29,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column  # noqa: E402
 
 import aiolite  # noqa: E402
 from aiolite.ext.sqlalchemy import AioliteDialect  # noqa: E402
+from script_runner import load_file, run_script  # noqa: E402
 
 pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # SQLAlchemy's asyncio extension runs on asyncio only.
 _ASYNCIO: list[Any] = [pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio")]
@@ -49,16 +50,15 @@ class Base(DeclarativeBase):
     pass
 
 
-class Counter(Base):
-    __tablename__ = "counter"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    value: Mapped[int] = mapped_column(Integer)
-
-
 class Item(Base):
     __tablename__ = "item"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50))
+
+
+# benchmarks/sqlalchemy_rmw.py: its read-modify-write run is the issue's test.
+rmw_benchmark = load_file(ROOT / "benchmarks" / "sqlalchemy_rmw.py", "sqlalchemy_rmw")
+Counter = rmw_benchmark.Counter
 
 
 @pytest.fixture
@@ -66,40 +66,18 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     eng = create_async_engine(f"sqlite+aiolite:///{tmp_path / 'sa.db'}")
     async with eng.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
+        await conn.run_sync(Counter.metadata.create_all)
     yield eng
     await eng.dispose()
 
 
 async def _read_modify_write(
     engine: AsyncEngine, sessions: int, each: int
-) -> tuple[int, list[BaseException]]:
+) -> tuple[int, list[OperationalError]]:
     """30 sessions x 10 ORM transactions that read the counter and add one."""
-    async with AsyncSession(engine) as s:
-        s.add(Counter(id=1, value=0))
-        await s.commit()
-    errors: list[BaseException] = []
-    committed = 0
-
-    async def worker() -> None:
-        nonlocal committed
-        async with AsyncSession(engine) as session:
-            for _ in range(each):
-                try:
-                    async with session.begin():
-                        counter = await session.get(Counter, 1, populate_existing=True)
-                        assert counter is not None
-                        await asyncio.sleep(0)  # let the other sessions interleave
-                        counter.value += 1
-                    committed += 1
-                except OperationalError as exc:
-                    errors.append(exc)
-
-    await asyncio.gather(*(worker() for _ in range(sessions)))
-    async with AsyncSession(engine) as s:
-        final = await s.get(Counter, 1)
-        assert final is not None
-        assert final.value == committed  # never a lost update, whatever the mode
-        return final.value, errors
+    value, committed, errors, _ = await rmw_benchmark.rmw(engine, sessions, each)
+    assert value == committed  # never a lost update, whatever the mode
+    return value, errors
 
 
 def test_entry_point_registers_the_dialect() -> None:
@@ -248,8 +226,18 @@ async def test_production_pragmas_by_default_and_overridable(tmp_path: Path) -> 
     assert await pragmas(f"sqlite+aiolite:///{tmp_path / 'a.db'}") == ("wal", 1, 1)
     tuned = f"sqlite+aiolite:///{tmp_path / 'b.db'}?journal_mode=delete&foreign_keys=off"
     assert await pragmas(tuned) == ("delete", 0, 1)
-    with pytest.raises(ValueError, match="invalid pragma value"):
+    with pytest.raises(ValueError, match="invalid value '1;DROP' for pragma 'synchronous'"):
         await pragmas(f"sqlite+aiolite:///{tmp_path / 'c.db'}?synchronous=1;DROP")
+    bad_name = create_async_engine(
+        f"sqlite+aiolite:///{tmp_path / 'd.db'}",
+        connect_args={"pragmas": {"x; DROP TABLE t": 1}},
+    )
+    try:
+        with pytest.raises(ValueError, match="invalid pragma name"):
+            async with bad_name.connect():
+                pass
+    finally:
+        await bad_name.dispose()
 
 
 async def test_foreign_keys_are_enforced(engine: AsyncEngine) -> None:
@@ -385,7 +373,8 @@ async def test_sqlmodel_works(tmp_path: Path) -> None:
 
 def test_no_hang_at_exit_without_dispose(tmp_path: Path) -> None:
     """An engine with pooled connections, never disposed: the process exits at once."""
-    script = textwrap.dedent(
+    ran = run_script(
+        tmp_path,
         f"""
         import asyncio
         from sqlalchemy import text
@@ -400,14 +389,9 @@ def test_no_hang_at_exit_without_dispose(tmp_path: Path) -> None:
                 print((await b.execute(text("SELECT count(*) FROM t"))).scalar())
 
         asyncio.run(main())
-        """
+        """,
     )
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-    )
-    elapsed = time.monotonic() - started
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "0"
-    assert "Traceback" not in proc.stderr
-    assert elapsed < 20
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "0"
+    assert ran.stderr == ""
+    assert ran.seconds < 20

@@ -75,6 +75,7 @@ from ._migrations import Migration as Migration
 from ._migrations import MigrationError as MigrationError
 from ._pool import ReadSession as ReadSession
 from ._pragmas import DEFAULT_PRAGMAS as _DEFAULT_PRAGMAS
+from ._pragmas import pragma_statement as pragma_statement
 from ._queries import RowStream as RowStream
 from ._statements import StatementEvent as StatementEvent
 from ._statements import WriteResult as WriteResult
@@ -124,6 +125,7 @@ __all__ = [
     "connect",
     "open",
     "paramstyle",
+    "pragma_statement",
     "register_adapter",
     "register_converter",
     "sqlite_version",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
+
+from ._closing import Closing
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -16,7 +17,7 @@ def _blob_call(_: Any, raw: Any, name: str, args: tuple[Any, ...]) -> Any:
     return getattr(raw, name)(*args)
 
 
-class Blob:
+class Blob(Closing):
     """An open BLOB, as ``sqlite3.Blob``, with async methods.  Use ``async with``."""
 
     def __init__(self, conn: Connection, raw: Any, length: int) -> None:
@@ -59,17 +60,6 @@ class Blob:
                 self._conn._worker.post(_blob_call, self._raw, "close", ())
         except Exception:  # interpreter shutdown: the exit hook closes the connection
             pass
-
-    async def __aenter__(self) -> Blob:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
 
 
 Blob.__module__ = "aiolite"

@@ -13,11 +13,11 @@ import warnings
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from types import TracebackType
 from typing import Any, Callable, Optional, Union
 
 from ._backends import WakerCache
 from ._blob import Blob
+from ._closing import Opening
 from ._context import Result
 from ._cursor import Cursor, run_execute
 from ._exceptions import ConnectionClosedError
@@ -132,7 +132,7 @@ def _backup(
 # ---- loop side ---------------------------------------------------------------------------
 
 
-class Connection:
+class Connection(Opening):
     """An async SQLite connection running on its own worker thread.
 
     Create it with :func:`connect`; await it or use ``async with``.
@@ -182,21 +182,7 @@ class Connection:
 
     # ---- opening and closing ----
 
-    def __await__(self) -> Generator[Any, None, Connection]:
-        return self._connect().__await__()
-
-    async def __aenter__(self) -> Connection:
-        return await self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
-
-    async def _connect(self) -> Connection:
+    async def _open(self) -> Connection:
         worker = self._worker
         if worker.connection is not None:
             return self

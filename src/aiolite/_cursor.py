@@ -16,9 +16,9 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
+from ._closing import Closing
 from ._types import Parameters, RowFactory
 from ._worker import Job
 
@@ -128,7 +128,7 @@ def run_fetch(_: Any, res: _Results, n: int) -> None:
 # ---- loop side ---------------------------------------------------------------------------
 
 
-class Cursor:
+class Cursor(Closing):
     """An async cursor, as ``aiosqlite.Cursor``.
 
     ``row_factory`` and ``arraysize`` are plain attributes; ``row_factory`` starts as the
@@ -253,17 +253,6 @@ class Cursor:
         if self._closed:
             raise sqlite3.ProgrammingError("Cannot operate on a closed cursor.")
         self._conn._check_open()
-
-    async def __aenter__(self) -> Cursor:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
 
     # -- metadata of the last statement --
 

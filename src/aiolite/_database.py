@@ -17,14 +17,14 @@ import re
 import sqlite3
 import warnings
 from collections import deque
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Callable, Optional
 
 from ._adapters import DEFAULT as DEFAULT_TYPES
 from ._adapters import Types
 from ._backends import WakerCache
+from ._closing import Opening
 from ._exceptions import ConnectionClosedError
 from ._maintenance import (
     CheckpointResult,
@@ -105,7 +105,7 @@ def _optimize(conn: sqlite3.Connection) -> None:
         logger.debug("PRAGMA optimize failed at close: %s", exc)
 
 
-class Database(Queries):
+class Database(Queries, Opening):
     """A SQLite database for concurrent async code: one writer, a pool of readers.
 
     ``db = await aiolite.open(path)`` or ``async with aiolite.open(path) as db``.
@@ -183,20 +183,6 @@ class Database(Queries):
         self._rolled_back = 0
 
     # ---- opening and closing ----
-
-    def __await__(self) -> Generator[Any, None, Database]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> Database:
-        return await self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
 
     async def _open(self) -> Database:
         if self._opened:

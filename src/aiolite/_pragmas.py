@@ -32,6 +32,7 @@ __all__ = [
     "as_str",
     "connect_member",
     "locate",
+    "pragma_statement",
     "resolve_pragmas",
 ]
 
@@ -93,7 +94,9 @@ def locate(database: Any) -> Location:
     return Location(database, uri=False, memory=False)
 
 
-def _render(name: str, value: PragmaValue) -> str:
+def pragma_statement(name: str, value: PragmaValue) -> str:
+    """``PRAGMA name=value``, with the name and the value checked (they cannot be bound
+    as parameters).  Raises ValueError, saying what is accepted, for anything else."""
     if not _NAME.match(name):
         raise ValueError(f"invalid pragma name {name!r}: use names like 'cache_size'")
     if isinstance(value, bool):
@@ -133,9 +136,9 @@ def resolve_pragmas(
             raise ValueError(f"pragma busy_timeout is in milliseconds, got {timeout!r}")
         busy_timeout = timeout / 1000
     merged.pop("query_only", None)  # set per role: readers only
-    statements = [_render(n, v) for n, v in merged.items() if v is not None]
+    statements = [pragma_statement(n, v) for n, v in merged.items() if v is not None]
     if journal is not None:
-        _render("journal_mode", journal)  # validate now, at open()
+        pragma_statement("journal_mode", journal)  # validate now, at open()
     return (None if journal is None else str(journal)), statements, float(busy_timeout)
 
 
@@ -164,7 +167,9 @@ def connect_member(
     try:
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         sql = (
-            "PRAGMA journal_mode" if journal_mode is None else _render("journal_mode", journal_mode)
+            "PRAGMA journal_mode"
+            if journal_mode is None
+            else pragma_statement("journal_mode", journal_mode)
         )
         row = conn.execute(sql).fetchone()
         got = None if row is None else str(row[0])

@@ -142,12 +142,14 @@ class AioliteCursor:
 
     async def _run(self, sql: str, params: Any, *, many: bool) -> None:
         conn = self._conn
-        await conn._begin_for(sql)
         driver = conn.driver_connection
+        # Whether this statement joins a transaction that already ran statements: only
+        # then can a busy error mean SQLite refused to upgrade a read to a write.
+        began_before = driver.in_transaction
+        await conn._begin_for(sql)
         if self._cursor is not None:
             await self._cursor.close()
             self._cursor = None
-        began_before = driver.in_transaction
         try:
             if many:
                 cursor = await driver.executemany(sql, params)
@@ -335,12 +337,6 @@ class AioliteDBAPI:
     ProgrammingError = sqlite3.ProgrammingError
     NotSupportedError = sqlite3.NotSupportedError
 
-    def __init__(self) -> None:
-        self.aiolite = aiolite
-        self.sqlite = sqlite3
-        self.exceptions_module = sqlite3  # where SQLAlchemy 2.1 looks for the classes
-        self.dbapi_module = sqlite3
-
     def connect(
         self,
         database: str,
@@ -358,7 +354,9 @@ class AioliteDBAPI:
             conn = await_(aiolite.connect(database, **kwargs))
         try:
             settings = [
-                f"PRAGMA {name} = {_literal(value)}" for name, value in (pragmas or {}).items()
+                aiolite.pragma_statement(name, value)
+                for name, value in (pragmas or {}).items()
+                if value is not None
             ]
             if settings:
                 await_(conn.executescript(";\n".join(settings)))
@@ -366,15 +364,6 @@ class AioliteDBAPI:
             await_(conn.close())
             raise
         return AioliteDBAPIConnection(self, conn, mode)
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "ON" if value else "OFF"
-    text = str(value)
-    if not re.fullmatch(r"-?[A-Za-z0-9_.]+", text):
-        raise ValueError(f"invalid pragma value {value!r}")
-    return text
 
 
 # ---- the dialect ---------------------------------------------------------------------------
@@ -439,7 +428,6 @@ class AioliteDialect(SQLiteDialect_pysqlite):
 
     def create_connect_args(self, url: URL) -> ConnectArgsType:
         query = dict(url.query)
-        ours: dict[str, Any] = {}
         begin = _check_mode(query.pop("begin", "deferred"))
         pragmas = dict(aiolite.DEFAULT_PRAGMAS)
         for name in list(query):
@@ -460,9 +448,7 @@ class AioliteDialect(SQLiteDialect_pysqlite):
             args = [name]
             kwargs["uri"] = True
         kwargs.pop("check_same_thread", None)  # aiolite's worker owns the connection
-        ours["begin"] = begin
-        ours["pragmas"] = pragmas
-        return args, {**kwargs, **ours}
+        return args, {**kwargs, "begin": begin, "pragmas": pragmas}
 
     def get_driver_connection(self, connection: DBAPIConnection) -> Any:
         return connection.driver_connection

@@ -1,0 +1,48 @@
+"""The one ``async with`` protocol of everything aiolite hands out that has ``close()``.
+
+``Closing``: ``async with x:`` returns ``x`` and awaits ``x.close()`` on exit (Cursor,
+Blob).  ``Opening`` adds ``await x`` to open it, so ``async with`` opens then closes
+(Connection, Database).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any, Optional, TypeVar
+
+__all__ = ["Closing", "Opening"]
+
+C = TypeVar("C", bound="Closing")
+O = TypeVar("O", bound="Opening")  # noqa: E741
+
+
+class Closing:
+    __slots__ = ()
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self: C) -> C:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+
+class Opening(Closing):
+    __slots__ = ()
+
+    async def _open(self: O) -> O:
+        raise NotImplementedError
+
+    def __await__(self: O) -> Generator[Any, None, O]:
+        return self._open().__await__()
+
+    async def __aenter__(self: O) -> O:
+        return await self._open()
