@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -55,3 +57,79 @@ async def test_exceptions_cross_backends(db: aiolite.Connection) -> None:
     with pytest.raises(sqlite3.OperationalError, match="syntax error"):
         await db.execute("SELEKT 1")
     assert await db.execute_fetchall("SELECT 1") == [(1,)]
+
+
+class _RecordingWorker:
+    """Stands in for a Worker: records which jobs the Waiter abandons."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[object] = []
+
+    def cancel(self, job: object) -> bool:
+        self.cancelled.append(job)
+        return True
+
+
+def test_asyncio_waiter_speaks_the_future_protocol() -> None:
+    """The Waiter a task awaits: callbacks, results, errors and cancel, as a Future."""
+    from aiolite._backends._asyncio import Waiter
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        worker = _RecordingWorker()
+        calls: list[str] = []
+
+        # Two callbacks (beyond what a Task adds); one removed; settle runs the rest at once.
+        w = Waiter(loop, worker, "job")  # type: ignore[arg-type]
+        w.add_done_callback(lambda f: calls.append("a"))
+        second = lambda f: calls.append("b")  # noqa: E731
+        w.add_done_callback(second)
+        w.add_done_callback(lambda f: calls.append("c"))
+        assert w.remove_done_callback(second) == 1
+        assert not w.done()
+        with pytest.raises(asyncio.InvalidStateError):
+            w.result()
+        w.settle(True, 42)
+        assert calls == ["a", "c"]
+        assert (w.done(), w.cancelled(), w.result(), w.exception()) == (True, False, 42, None)
+        w.settle(True, 43)  # a second outcome is ignored
+        assert w.result() == 42
+
+        # A failure is raised by result() and returned by exception().
+        w = Waiter(loop, worker, "job")  # type: ignore[arg-type]
+        error = sqlite3.OperationalError("boom")
+        w.settle(False, error)
+        assert w.exception() is error
+        with pytest.raises(sqlite3.OperationalError, match="boom"):
+            w.result()
+
+        # Cancel abandons the job on its worker and schedules the callbacks; the message
+        # reaches the CancelledError; a later outcome is dropped.
+        w = Waiter(loop, worker, "job-3")  # type: ignore[arg-type]
+        w.add_done_callback(lambda f: calls.append("cancelled"))
+        assert w.cancel("why")
+        assert worker.cancelled == ["job-3"]
+        assert not w.cancel()
+        w.settle(True, 1)
+        await asyncio.sleep(0)
+        assert calls[-1] == "cancelled"
+        with pytest.raises(asyncio.CancelledError, match="why"):
+            w.result()
+
+        # A callback added after the outcome runs on the next loop turn.
+        w.add_done_callback(lambda f: calls.append("late"))
+        await asyncio.sleep(0)
+        assert calls[-1] == "late"
+
+        # Awaited by a task: the task gets the value.
+        w = Waiter(loop, worker, "job")  # type: ignore[arg-type]
+
+        async def wait_for_it() -> object:
+            return await w
+
+        task = asyncio.ensure_future(wait_for_it())
+        await asyncio.sleep(0)
+        loop.call_soon(w.settle, True, "value")  # as the waker does: from a loop callback
+        assert await task == "value"
+
+    asyncio.run(main())

@@ -10,10 +10,10 @@ from __future__ import annotations
 import sqlite3
 import sys
 import warnings
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NoReturn, Optional, Union
 
 from ._backends import WakerCache
 from ._blob import Blob
@@ -250,37 +250,38 @@ class Connection(Opening):
             "open a new one with aiolite.connect()"
         )
 
-    def _raise_deferred(self) -> None:
-        worker = self._worker
-        error, worker.deferred_error = worker.deferred_error, None
-        if error is not None:
-            raise error
+    # These return the awaitable instead of being coroutines: one frame less for every
+    # resume on the hot path.  They raise at once if the connection is not usable.
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         """Run ``fn(sqlite3_connection, *args)`` on the worker: 1 round trip."""
-        return await self._call_job(Job(fn, args))
+        return self._call_job(Job(fn, args))
 
-    async def _call_job(self, job: Job) -> Any:
+    def _call_job(self, job: Job) -> Awaitable[Any]:
+        worker = self._worker
+        if worker.connection is None or worker.deferred_error is not None:
+            self._refuse()
+        return self._wakers.current().wait(worker, job)
+
+    def _refuse(self) -> NoReturn:
+        """Raise why no call can be made now: not open, or a deferred error to report."""
         worker = self._worker
         if worker.connection is None:
             raise self._not_open_error()
-        if worker.deferred_error is not None:
-            self._raise_deferred()
-        return await self._wakers.current().wait(worker, job)
+        error, worker.deferred_error = worker.deferred_error, None
+        assert error is not None
+        raise error
 
-    async def _call_stmt(self, sql: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def _call_stmt(self, sql: str, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         """Like _call, for the statement ``sql`` (passed in ``args`` too).
 
         If cancelled, no implicit transaction is left open; the worker keeps the statement's
         run time history under ``sql`` to decide whether it may batch around it.
         """
         worker = self._worker
-        if worker.connection is None:
-            raise self._not_open_error()
-        if worker.deferred_error is not None:
-            self._raise_deferred()
-        job = Job(fn, args, True, False, sql)
-        return await self._wakers.current().wait(worker, job)
+        if worker.connection is None or worker.deferred_error is not None:
+            self._refuse()
+        return self._wakers.current().wait(worker, Job(fn, args, True, False, sql))
 
     def _post(self, fn: Callable[..., Any], *args: Any) -> None:
         self._check_open()
@@ -302,10 +303,10 @@ class Connection(Opening):
         **Cancellation**: a statement that had not started never runs; a running one is
         interrupted; if it opened a transaction implicitly, that transaction is rolled back.
         """
-        return Result(self._execute(sql, parameters))
-
-    async def _execute(self, sql: str, parameters: Optional[Parameters]) -> Cursor:
         cursor = Cursor(self)
+        return Result(self._execute(cursor, sql, parameters), cursor)
+
+    async def _execute(self, cursor: Cursor, sql: str, parameters: Optional[Parameters]) -> Cursor:
         await self._call_stmt(
             sql,
             run_execute,

@@ -7,7 +7,7 @@ cursor and closes it on exit.  It is a real coroutine object, so ``asyncio.gathe
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Generic, Optional, TypeVar
 
@@ -19,10 +19,13 @@ T = TypeVar("T")
 
 
 class Result(Coroutine[Any, Any, T], Generic[T]):
-    __slots__ = ("_coro", "_obj")
+    __slots__ = ("_coro", "_cursor", "_obj")
 
-    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, T], cursor: Optional[Cursor] = None) -> None:
         self._coro = coro
+        # The cursor the coroutine returns, when known up front (execute): then
+        # ``async with`` needs no coroutine frames of its own.
+        self._cursor = cursor
 
     def send(self, value: Any) -> Any:
         return self._coro.send(value)
@@ -40,15 +43,27 @@ class Result(Coroutine[Any, Any, T], Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         return self._coro.__await__()
 
-    async def __aenter__(self) -> T:
+    def __aenter__(self) -> Coroutine[Any, Any, T]:
+        if self._cursor is not None:
+            return self._coro
+        return self._enter()
+
+    async def _enter(self) -> T:
         self._obj = await self._coro
         return self._obj
 
-    async def __aexit__(
+    def __aexit__(
         self,
         exc_type: Optional[type[BaseException]],
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
-    ) -> None:
-        if isinstance(self._obj, Cursor):
-            await self._obj.close()
+    ) -> Awaitable[None]:
+        cursor = self._cursor
+        if cursor is None:
+            obj = getattr(self, "_obj", None)
+            cursor = obj if isinstance(obj, Cursor) else None
+        return _nothing() if cursor is None else cursor.close()
+
+
+async def _nothing() -> None:
+    return None

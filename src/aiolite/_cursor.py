@@ -79,10 +79,10 @@ def _start(conn: sqlite3.Connection, res: _Results, row_factory: RowFactory) -> 
 
 
 def _finish(res: _Results, cur: sqlite3.Cursor, prefetch: int) -> None:
-    res.description = cur.description
+    res.description = description = cur.description  # built anew on every access
     res.rowcount = cur.rowcount
     res.lastrowid = cur.lastrowid
-    if cur.description is not None:
+    if description is not None:
         _read(res, cur, prefetch)
 
 
@@ -94,9 +94,27 @@ def run_execute(
     row_factory: RowFactory,
     prefetch: int,
 ) -> None:
-    cur = _start(conn, res, row_factory)
+    # The hot path: _start, _finish and _read inlined (each call costs here).
+    if res.raw is not None:
+        _release(conn, res)
+    rows = res.rows
+    if rows:
+        rows.clear()
+    cur = conn.cursor()
+    cur.row_factory = row_factory
     cur.execute(sql, params)  # type: ignore[arg-type]
-    _finish(res, cur, prefetch)
+    res.description = description = cur.description  # built anew on every access
+    res.rowcount = cur.rowcount
+    res.lastrowid = cur.lastrowid
+    if description is not None:
+        try:
+            fetched = cur.fetchmany(prefetch)
+        except BaseException:
+            res.raw = None
+            raise
+        rows.extend(fetched)
+        if len(fetched) == prefetch:
+            res.raw = cur
 
 
 def run_executemany(
@@ -139,15 +157,17 @@ class Cursor(Closing):
     arraysize: int = 1
     #: Called on the worker with (sqlite3 cursor, row tuple) for each row; None: tuples.
     row_factory: RowFactory = None
+    _closed = False
+    # Rows the next refill asks for; 0: twice iter_chunk_size (the statement prefetched
+    # one chunk).
+    _chunk = 0
 
     def __init__(self, conn: Connection) -> None:
+        # Made for every execute: the defaults above are class attributes.
         self._conn = conn
         self._res = _Results()
-        self._closed = False
         self.iter_chunk_size: int = conn._iter_chunk_size
-        self._chunk = self.iter_chunk_size * 2  # every statement prefetches the first chunk
-        self.arraysize = 1
-        self.row_factory: RowFactory = conn.row_factory
+        self.row_factory: RowFactory = conn._row_factory
 
     def __del__(self) -> None:
         # Finalize a half-read statement on its own thread, never on the loop thread.
@@ -176,7 +196,7 @@ class Cursor(Closing):
 
     async def _stmt(self, fn: Any, sql: str, *args: Any) -> None:
         self._check()
-        self._chunk = self.iter_chunk_size * 2  # the statement prefetches the first chunk
+        self._chunk = 0
         await self._conn._call_stmt(
             sql, fn, self._res, sql, *args, self.row_factory, self.iter_chunk_size
         )
@@ -185,7 +205,9 @@ class Cursor(Closing):
 
     async def fetchone(self) -> Any:
         """Return the next row, or None when there are no more."""
-        self._check()
+        worker = self._conn._worker
+        if self._closed or worker.connection is None or not worker.accepting:
+            self._check()  # raises why
         rows = self._res.rows
         if not rows:
             if self._res.raw is None:
@@ -229,7 +251,7 @@ class Cursor(Closing):
         return rows.popleft()
 
     def _grow(self) -> int:
-        n = self._chunk
+        n = self._chunk or self.iter_chunk_size * 2
         self._chunk = min(n * 2, max(MAX_CHUNK, self.iter_chunk_size))
         return n
 

@@ -113,8 +113,12 @@ class Worker:
     def __init__(self, name: str = "aiolite-worker") -> None:
         self._queue: SimpleQueue[Job] = SimpleQueue()
         self._lock = threading.Lock()
-        self._accepting = True
-        self._finished = False
+        # Plain attributes, read without the lock on every call (a bool read is atomic);
+        # written only under _lock.
+        #: False once the final job was submitted: no more jobs are taken.
+        self.accepting = True
+        #: True once the thread ran the final job (or was never started and stopped).
+        self.finished = False
         self._late: list[Job] = []  # final jobs submitted after the first: woken at the end
         #: The sqlite3 connection, set by the job that opens it; None before and after.
         self.connection: Optional[sqlite3.Connection] = None
@@ -128,14 +132,6 @@ class Worker:
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # ---- called from event loop threads -------------------------------------------------
-
-    @property
-    def accepting(self) -> bool:
-        return self._accepting
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
 
     @property
     def queued(self) -> int:
@@ -161,26 +157,26 @@ class Worker:
         """
         if job.final:
             with self._lock:
-                if self._accepting:
-                    self._accepting = False
+                if self.accepting:
+                    self.accepting = False
                     self._queue.put(job)
                     return
-                if not self._finished:
+                if not self.finished:
                     self._late.append(job)
                     return
             job.state = DONE
             if job.waker is not None:  # already over: the waker wakes the task on its next turn
                 _hand_over(job, True, None)
             return
-        if not self._accepting:
+        if not self.accepting:
             raise _closed_error()
         self._queue.put(job)
-        if self._finished:  # lost the race with the final job: nobody else will run it
+        if self.finished:  # lost the race with the final job: nobody else will run it
             self._fail_leftovers()
 
     def post(self, fn: JobFn, *args: Any) -> bool:
         """Queue a job nobody waits for; return False (and do nothing) if not accepting."""
-        if not self._accepting:
+        if not self.accepting:
             return False
         self._queue.put(Job(fn, args))
         return True
@@ -189,8 +185,8 @@ class Worker:
         """Stop accepting jobs; the queued ones run, then the connection is closed."""
         if self.thread.ident is None:  # never started: there is nothing to close
             with self._lock:
-                self._accepting = False
-                self._finished = True
+                self.accepting = False
+                self.finished = True
             return
         try:
             self.submit(Job(close_connection, (self,), final=True))
@@ -252,34 +248,45 @@ class Worker:
     # ---- the worker thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        queue = self._queue
-        lock = self._lock
+        # The hot loop: every call and attribute lookup here is paid once per job, on the
+        # critical path of every round trip, so helpers are inlined and names are locals.
+        get = self._queue.get
+        empty = self._queue.empty
+        acquire = self._lock.acquire
+        release = self._lock.release
         clock = time.perf_counter
         durations = self._durations
         held: list[tuple[Job, bool, Any]] = []  # outcomes not yet handed to their wakers
         held_since = 0.0
         while True:
             if held:
-                try:
-                    job = queue.get_nowait()
-                except Empty:
-                    self._hand_over_held(held)
-                    job = queue.get()
+                if empty():
+                    if len(held) == 1:
+                        job, ok, value = held.pop()
+                        waker = job.waker
+                        waker.push(job.waiter, ok, value)  # type: ignore[union-attr]
+                        waker.wake()  # type: ignore[union-attr]
+                        del job, value, waker
+                    else:
+                        self._hand_over_held(held)
+                    job = get()
                 else:
+                    job = get()  # does not block: only this thread takes jobs
                     # Keep holding only while the next job is known to be short.
-                    expected = durations.get(job.key, LONG)
                     if (
-                        expected >= SHORT_JOB
+                        durations.get(job.key, LONG) >= SHORT_JOB
                         or len(held) >= MAX_HELD
                         or clock() - held_since >= MAX_HOLD
                     ):
                         self._hand_over_held(held)
             else:
-                job = queue.get()
-            with lock:
-                if job.state != PENDING:  # cancelled before it started: never runs
-                    continue
-                job.state = RUNNING
+                job = get()
+            acquire()
+            if job.state != PENDING:  # cancelled before it started: never runs
+                release()
+                continue
+            job.state = RUNNING
+            release()
             conn = self.connection
             tx_before = job.rollback_if_cancelled and conn is not None and conn.in_transaction
             started = clock()
@@ -294,10 +301,19 @@ class Worker:
                 # cursor finalized on the loop thread can race with closing the connection).
                 traceback.clear_frames(exc.__traceback__)
             ended = clock()
-            _remember(durations, job.key, ended - started)
-            with lock:
-                cancelled = job.state == CANCELLED
-                job.state = DONE
+            # A moving average of how long jobs of this kind take.
+            key = job.key
+            old = durations.get(key)
+            if old is None:
+                if len(durations) >= MAX_KEYS:
+                    durations.clear()
+                durations[key] = ended - started
+            else:
+                durations[key] = old * 0.75 + (ended - started) * 0.25
+            acquire()
+            cancelled = job.state == CANCELLED
+            job.state = DONE
+            release()
             if cancelled:
                 if job.rollback_if_cancelled and not tx_before:
                     self._rollback_implicit_transaction()
@@ -335,7 +351,7 @@ class Worker:
 
     def _finish(self) -> None:
         with self._lock:
-            self._finished = True
+            self.finished = True
             late, self._late = self._late, []
         for job in late:
             job.state = DONE
@@ -371,17 +387,6 @@ def _hand_over(job: Job, ok: bool, value: Any) -> None:
     if waker is not None:
         waker.push(job.waiter, ok, value)
         waker.wake()
-
-
-def _remember(durations: dict[Any, float], key: Any, seconds: float) -> None:
-    """Keep a moving average of how long jobs of this kind take."""
-    old = durations.get(key)
-    if old is None:
-        if len(durations) >= MAX_KEYS:
-            durations.clear()
-        durations[key] = seconds
-    else:
-        durations[key] = old * 0.75 + seconds * 0.25
 
 
 def close_connection(_: Any, worker: Worker) -> None:

@@ -16,6 +16,8 @@ speaks the Future protocol (``_asyncio_future_blocking``, ``add_done_callback``.
 difference is that ``Future.set_result`` schedules the task's wake-up for the *next* loop
 iteration, while the waker calls it at once, from the drain: one loop iteration (about
 5 µs) less per round trip, and a burst of outcomes resumes all its tasks in one iteration.
+The Waiter also abandons its job when cancelled (``Task.cancel`` cancels the Waiter the
+task awaits), so ``wait`` needs no coroutine frame of its own.
 """
 
 from __future__ import annotations
@@ -32,43 +34,51 @@ if TYPE_CHECKING:
 
 __all__ = ["CallSoonWaker", "FdWaker", "Waiter", "waker_for"]
 
-_PENDING, _DONE, _CANCELLED = 0, 1, 2
+_PENDING, _DONE, _FAILED, _CANCELLED = 0, 1, 2, 3
 
 
 class Waiter:
-    """The minimal Future a Task can await; settled by the waker on the loop thread."""
+    """The minimal Future a Task can await; settled by the waker on the loop thread.
+
+    Lean on purpose, it is made for every round trip: a Task adds exactly one done
+    callback, so there is one slot for it (a list only if someone adds more); there is no
+    ``get_loop`` method, because a Task then reads ``_loop`` without a Python call.
+    """
 
     __slots__ = (
         "_asyncio_future_blocking",
-        "_callbacks",
+        "_callback",
         "_cancel_message",
+        "_context",
+        "_job",
         "_loop",
-        "_ok",
+        "_more",
         "_state",
         "_value",
+        "_worker",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, worker: Worker, job: Job) -> None:
         self._loop = loop
         self._state = _PENDING
-        self._ok = True
-        self._value: Any = None
-        self._callbacks: list[tuple[Any, Any]] = []
-        self._cancel_message: Any = None
+        self._callback: Any = None
+        self._more: list[tuple[Any, Any]] | None = None
         self._asyncio_future_blocking = False
+        # Held while pending, to abandon the job if the waiting task is cancelled.
+        self._worker: Worker | None = worker
+        self._job: Job | None = job
 
     def __await__(self) -> Generator[Any, None, Any]:
         if self._state == _PENDING:
             self._asyncio_future_blocking = True
             yield self  # the Task registers its wake-up with add_done_callback
+        if self._state == _DONE:
+            return self._value
         return self.result()
 
     __iter__ = __await__
 
     # -- the Future protocol, as much of it as asyncio.Task uses --
-
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
 
     def done(self) -> bool:
         return self._state != _PENDING
@@ -82,37 +92,60 @@ class Waiter:
         return asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
 
     def result(self) -> Any:
-        if self._state == _CANCELLED:
-            raise self._cancelled_error()
-        if self._state == _PENDING:
-            raise asyncio.InvalidStateError("result is not ready")
-        if not self._ok:
+        state = self._state
+        if state == _DONE:
+            return self._value
+        if state == _FAILED:
             raise self._value
-        return self._value
+        if state == _CANCELLED:
+            raise self._cancelled_error()
+        raise asyncio.InvalidStateError("result is not ready")
 
     def exception(self) -> BaseException | None:
-        if self._state == _CANCELLED:
+        state = self._state
+        if state == _CANCELLED:
             raise self._cancelled_error()
-        return None if self._ok else self._value
+        if state == _PENDING:
+            raise asyncio.InvalidStateError("exception is not set")
+        return self._value if state == _FAILED else None
 
     def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
-        if self._state == _PENDING:
-            self._callbacks.append((fn, context))
-        else:
+        if self._state != _PENDING:
             self._loop.call_soon(fn, self, context=context)
+        elif self._callback is None:
+            self._callback = fn
+            self._context = context
+        elif self._more is None:
+            self._more = [(fn, context)]
+        else:
+            self._more.append((fn, context))
 
     def remove_done_callback(self, fn: Any) -> int:
-        before = len(self._callbacks)
-        self._callbacks = [(f, c) for f, c in self._callbacks if f != fn]
-        return before - len(self._callbacks)
+        callbacks = self._take_callbacks()
+        kept = [(f, c) for f, c in callbacks if f != fn]
+        for f, c in kept:
+            self.add_done_callback(f, context=c)
+        return len(callbacks) - len(kept)
+
+    def _take_callbacks(self) -> list[tuple[Any, Any]]:
+        if self._callback is None:
+            return []
+        callbacks = [(self._callback, self._context)]
+        if self._more is not None:
+            callbacks += self._more
+        self._callback = self._context = self._more = None
+        return callbacks
 
     def cancel(self, msg: Any = None) -> bool:
         if self._state != _PENDING:
             return False
         self._state = _CANCELLED
         self._cancel_message = msg
-        callbacks, self._callbacks = self._callbacks, []
-        for fn, context in callbacks:
+        worker, job = self._worker, self._job
+        self._worker = self._job = None
+        if worker is not None and job is not None:
+            worker.cancel(job)  # never runs if not started; interrupted if running
+        for fn, context in self._take_callbacks():
             self._loop.call_soon(fn, self, context=context)
         return True
 
@@ -120,11 +153,21 @@ class Waiter:
         """Set the outcome and run the waiting task's wake-up now (loop thread only)."""
         if self._state != _PENDING:  # cancelled meanwhile
             return
-        self._state = _DONE
-        self._ok = ok
+        self._state = _DONE if ok else _FAILED
         self._value = value
-        callbacks, self._callbacks = self._callbacks, []
-        for fn, context in callbacks:
+        self._worker = self._job = None
+        fn = self._callback
+        if fn is None:
+            return
+        context = self._context
+        if self._more is None:  # the usual case: the one Task wake-up
+            self._callback = self._context = None
+            if context is None:
+                fn(self)
+            else:
+                context.run(fn, self)
+            return
+        for fn, context in self._take_callbacks():
             if context is None:
                 fn(self)
             else:
@@ -164,16 +207,14 @@ class _AsyncioWaker:
     def _signal(self, loop: asyncio.AbstractEventLoop) -> None:
         raise NotImplementedError
 
-    async def wait(self, worker: Worker, job: Job) -> Any:
-        waiter = Waiter(asyncio.get_running_loop())
+    def wait(self, worker: Worker, job: Job) -> Waiter:
+        loop = self._loop()
+        assert loop is not None  # the caller runs on it
+        waiter = Waiter(loop, worker, job)
         job.waiter = waiter
         job.waker = self
         worker.submit(job)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            worker.cancel(job)
-            raise
+        return waiter
 
 
 class CallSoonWaker(_AsyncioWaker):
@@ -222,7 +263,10 @@ class FdWaker(_AsyncioWaker):
         except OSError:
             pass
         self._scheduled = False
-        _settle(self._pending)
+        pending = self._pending
+        while pending:
+            waiter, ok, value = pending.popleft()
+            waiter.settle(ok, value)
 
     def _close_fds(self) -> None:
         os.close(self._rfd)

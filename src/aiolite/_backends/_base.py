@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -23,8 +24,8 @@ class Waker(Protocol):
     def wake(self) -> None:
         """Any thread: make the loop hand the pushed outcomes to their tasks soon."""
 
-    async def wait(self, worker: Worker, job: Job) -> Any:
-        """Loop thread: submit ``job`` to ``worker`` and wait for its outcome.
+    def wait(self, worker: Worker, job: Job) -> Awaitable[Any]:
+        """Loop thread: submit ``job`` to ``worker``; await the result for its outcome.
 
         **Cancellation**: the job is abandoned at once (``Worker.cancel``): never run if it
         had not started, interrupted if it had.
