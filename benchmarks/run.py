@@ -25,6 +25,7 @@ from typing import Any, Callable
 import aiosqlite
 
 import aiolite
+from benchmarks import floor
 
 SELECT_ONE = "SELECT id, name, value FROM items WHERE id = ?"
 INSERT_ONE = "INSERT INTO log (msg, n) VALUES (?, ?)"
@@ -124,6 +125,27 @@ def point_select_sync(n: int) -> Callable[[Path], float]:
     return run
 
 
+async def _time_on_floor(path: Path, body: Callable[[floor.BareThread], Awaitable[None]]) -> float:
+    t = floor.BareThread(path)
+    await t.call(floor.execute_fetchone, "PRAGMA synchronous=NORMAL", ())
+    t0 = time.perf_counter()
+    await body(t)
+    elapsed = time.perf_counter() - t0
+    t.close()
+    return elapsed
+
+
+def point_select_floor(n: int) -> Callable[[Path], Awaitable[float]]:
+    """The same pattern at the round-trip floor: one bare round trip per query."""
+
+    async def body(t: floor.BareThread) -> None:
+        for i in range(n):
+            row = await t.call(floor.execute_fetchone, SELECT_ONE, (i % 10_000 + 1,))
+            assert row is not None
+
+    return lambda path: _time_on_floor(path, body)
+
+
 def concurrent_selects(lib: Any, tasks: int, per_task: int) -> Callable[[Path], Awaitable[float]]:
     async def run(path: Path) -> float:
         db = await _aopen(lib, path)
@@ -156,6 +178,18 @@ def insert_commit(lib: Any, n: int) -> Callable[[Path], Awaitable[float]]:
         return t
 
     return run
+
+
+def insert_commit_floor(n: int) -> Callable[[Path], Awaitable[float]]:
+    """The same pattern at the round-trip floor: two bare round trips (insert, commit)."""
+
+    async def body(t: floor.BareThread) -> None:
+        for i in range(n):
+            rowid = await t.call(floor.execute_lastrowid, INSERT_ONE, ("hello", i))
+            await t.call(floor.commit)
+            assert rowid
+
+    return lambda path: _time_on_floor(path, body)
 
 
 def insert_commit_sync(n: int) -> Callable[[Path], float]:
@@ -312,12 +346,21 @@ def build(scale: Scale, long_n: int) -> list[Scenario]:
     libs = {"aiolite": aiolite, "aiosqlite": aiosqlite}
     s: list[Scenario] = []
 
-    def add(name: str, unit: str, ops: int, mk: Callable[[Any], Any], sync: Any = None) -> None:
+    def add(
+        name: str,
+        unit: str,
+        ops: int,
+        mk: Callable[[Any], Any],
+        sync: Any = None,
+        bare: Any = None,
+    ) -> None:
         sc = Scenario(name, unit, ops)
         for label, lib in libs.items():
             sc.runners[label] = mk(lib)
         if sync is not None:
             sc.runners["sqlite3"] = sync
+        if bare is not None and floor.available():
+            sc.runners["floor"] = bare
         s.append(sc)
 
     n = scale.point_ops
@@ -327,6 +370,7 @@ def build(scale: Scale, long_n: int) -> list[Scenario]:
         n,
         lambda lib: point_select(lib, n),
         point_select_sync(n),
+        point_select_floor(n),
     )
     t, k = scale.tasks, scale.per_task
     add(
@@ -342,6 +386,7 @@ def build(scale: Scale, long_n: int) -> list[Scenario]:
         m,
         lambda lib: insert_commit(lib, m),
         insert_commit_sync(m),
+        insert_commit_floor(m),
     )
     b = scale.bulk_rows
     add(f"executemany {b:,} rows", "row", b, lambda lib: executemany(lib, b), executemany_sync(b))
@@ -432,6 +477,27 @@ def report(results: list[tuple[Scenario, dict[str, float]]], args: Any, scale: S
         lines.append(f"| {sc.name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Ratios are speed-ups (>1 means aiolite is faster); times are the best round.")
+    floors = [(sc, best) for sc, best in results if "floor" in best]
+    if floors:
+        lines.append("")
+        lines.append(
+            "Round-trip floor (benchmarks/floor.py: the same pattern on a bare thread, with "
+            "the same number of round trips as aiolite's `connect()`, no library code):"
+        )
+        lines.append("")
+        lines.append(
+            "| scenario | floor | µs per op: floor / aiolite / aiosqlite "
+            "| ceiling: aiosqlite vs floor | aiolite vs aiosqlite |"
+        )
+        lines.append("|---|---|---|---|---|")
+        for sc, best in floors:
+            f, a, b = best["floor"], best.get("aiolite"), best.get("aiosqlite")
+            us = " / ".join(f"{t / sc.ops * 1e6:.1f}" if t else "—" for t in (f, a, b))
+            lines.append(
+                f"| {sc.name} | {_rate(f, sc)} | {us} | {b / f:.2f}× | "
+                + (f"{b / a:.2f}×" if a and b else "—")
+                + " |"
+            )
     return "\n".join(lines)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sniffio
 
 import aiolite
 
@@ -362,3 +365,47 @@ def test_invalid_iter_chunk_size() -> None:
     """iter_chunk_size must be a positive int, and the message says so."""
     with pytest.raises(ValueError, match="iter_chunk_size must be an int >= 1, got 0"):
         aiolite.connect(":memory:", iter_chunk_size=0)
+
+
+async def test_execute_result_is_a_lazy_single_use_coroutine(db: aiolite.Connection) -> None:
+    """db.execute() runs when awaited, once; it is a Coroutine for create_task/gather."""
+    await db.execute("create table t (i integer)")
+    pending = db.execute("insert into t values (1)")
+    assert isinstance(pending, Coroutine)
+    pending.close()  # never awaited: never runs
+    del pending
+    cur = await db.execute("select count(*) from t")
+    assert await cur.fetchone() == (0,)
+
+    # A statement can be awaited once, like any coroutine.
+    once = db.execute("insert into t values (2)")
+    await once
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        await once
+
+    # An exception thrown in before the start is raised and nothing runs.
+    never = db.execute("insert into t values (3)")
+    with pytest.raises(ValueError, match="stop"):
+        never.throw(ValueError("stop"))
+    with pytest.raises(RuntimeError, match="cannot reuse"):
+        await never
+
+    # async with: the cursor, closed on exit, also when the block raises.
+    async def fail_inside() -> aiolite.Cursor:
+        async with db.execute("select i from t") as cur:
+            assert await cur.fetchone() == (2,)
+            raise KeyError(cur)
+
+    with pytest.raises(KeyError) as raised:
+        await fail_inside()
+    cur = raised.value.args[0]
+    with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
+        await cur.fetchone()
+
+    if sniffio.current_async_library() == "asyncio":
+        # create_task and gather drive it through send()/throw().
+        task = asyncio.ensure_future(db.execute("select i from t"))
+        cur = await task
+        assert await cur.fetchall() == [(2,)]
+        curs = await asyncio.gather(db.execute("select 1"), db.execute("select 2"))
+        assert [await c.fetchone() for c in curs] == [(1,), (2,)]

@@ -7,11 +7,26 @@ Blob).  ``Opening`` adds ``await x`` to open it, so ``async with`` opens then cl
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import Any, Optional, TypeVar
 
-__all__ = ["Closing", "Opening"]
+__all__ = ["DONE", "Closing", "Done", "Opening"]
+
+
+class Done:
+    """An awaitable that is already over: ``await DONE`` is None, without a Python frame.
+
+    ``__await__`` is the empty tuple's ``__iter__``: a builtin, so Python calls it without
+    ``self`` and gets an exhausted iterator.  Works under any event loop.
+    """
+
+    __slots__ = ()
+    __await__ = ().__iter__
+
+
+DONE: Awaitable[None] = Done()  # type: ignore[assignment]
+
 
 C = TypeVar("C", bound="Closing")
 O = TypeVar("O", bound="Opening")  # noqa: E741

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, NoReturn, Optional, Union
 
-from ._backends import WakerCache
+from ._backends import WakerCache, running_loop
 from ._blob import Blob
 from ._closing import Opening
-from ._context import Result
-from ._cursor import Cursor, run_execute
+from ._context import Execution, Result
+from ._cursor import Cursor
 from ._exceptions import ConnectionClosedError
 from ._pragmas import as_str
 from ._types import (
@@ -261,7 +261,10 @@ class Connection(Opening):
         worker = self._worker
         if worker.connection is None or worker.deferred_error is not None:
             self._refuse()
-        return self._wakers.current().wait(worker, job)
+        wakers = self._wakers
+        if running_loop() is wakers.loop:
+            return wakers.wait(worker, job)  # type: ignore[no-any-return]
+        return wakers.current().wait(worker, job)
 
     def _refuse(self) -> NoReturn:
         """Raise why no call can be made now: not open, or a deferred error to report."""
@@ -278,10 +281,7 @@ class Connection(Opening):
         If cancelled, no implicit transaction is left open; the worker keeps the statement's
         run time history under ``sql`` to decide whether it may batch around it.
         """
-        worker = self._worker
-        if worker.connection is None or worker.deferred_error is not None:
-            self._refuse()
-        return self._wakers.current().wait(worker, Job(fn, args, True, False, sql))
+        return self._call_job(Job(fn, args, True, False, sql))
 
     def _post(self, fn: Callable[..., Any], *args: Any) -> None:
         self._check_open()
@@ -297,26 +297,13 @@ class Connection(Opening):
         self._check_open()
         return Cursor(self)
 
-    def execute(self, sql: str, parameters: Optional[Parameters] = None) -> Result[Cursor]:
+    def execute(self, sql: str, parameters: Optional[Parameters] = None) -> Execution:
         """Execute a statement and prefetch its first rows; returns a cursor. 1 round trip.
 
         **Cancellation**: a statement that had not started never runs; a running one is
         interrupted; if it opened a transaction implicitly, that transaction is rolled back.
         """
-        cursor = Cursor(self)
-        return Result(self._execute(cursor, sql, parameters), cursor)
-
-    async def _execute(self, cursor: Cursor, sql: str, parameters: Optional[Parameters]) -> Cursor:
-        await self._call_stmt(
-            sql,
-            run_execute,
-            cursor._res,
-            sql,
-            _NO_PARAMS if parameters is None else parameters,
-            cursor.row_factory,
-            self._iter_chunk_size,
-        )
-        return cursor
+        return Execution(Cursor(self), sql, _NO_PARAMS if parameters is None else parameters)
 
     def executemany(self, sql: str, parameters: Iterable[Parameters]) -> Result[Cursor]:
         """Execute a DML statement for each parameter set; returns a cursor. 1 round trip."""

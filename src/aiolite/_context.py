@@ -11,21 +11,21 @@ from collections.abc import Awaitable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Generic, Optional, TypeVar
 
+from ._closing import DONE
 from ._cursor import Cursor
 
-__all__ = ["Result"]
+__all__ = ["Execution", "Result"]
 
 T = TypeVar("T")
 
 
 class Result(Coroutine[Any, Any, T], Generic[T]):
-    __slots__ = ("_coro", "_cursor", "_obj")
+    """Wraps the coroutine of a Connection method; also an async context manager."""
 
-    def __init__(self, coro: Coroutine[Any, Any, T], cursor: Optional[Cursor] = None) -> None:
+    __slots__ = ("_coro", "_obj")
+
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
         self._coro = coro
-        # The cursor the coroutine returns, when known up front (execute): then
-        # ``async with`` needs no coroutine frames of its own.
-        self._cursor = cursor
 
     def send(self, value: Any) -> Any:
         return self._coro.send(value)
@@ -43,12 +43,7 @@ class Result(Coroutine[Any, Any, T], Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         return self._coro.__await__()
 
-    def __aenter__(self) -> Coroutine[Any, Any, T]:
-        if self._cursor is not None:
-            return self._coro
-        return self._enter()
-
-    async def _enter(self) -> T:
+    async def __aenter__(self) -> T:
         self._obj = await self._coro
         return self._obj
 
@@ -58,12 +53,60 @@ class Result(Coroutine[Any, Any, T], Generic[T]):
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> Awaitable[None]:
-        cursor = self._cursor
-        if cursor is None:
-            obj = getattr(self, "_obj", None)
-            cursor = obj if isinstance(obj, Cursor) else None
-        return _nothing() if cursor is None else cursor.close()
+        obj = getattr(self, "_obj", None)
+        return obj.close_now() if isinstance(obj, Cursor) else DONE
 
 
-async def _nothing() -> None:
-    return None
+class Execution(Coroutine[Any, Any, Cursor]):
+    """What ``Connection.execute()`` returns: the statement, run when first awaited.
+
+    The hot path of the whole library.  The job itself returns the cursor, so awaiting
+    this awaits the worker's waiter directly, with no coroutine frame in between, and
+    ``async with`` closes the cursor without one either.  It still is a Coroutine (send,
+    throw, close), so ``asyncio.create_task`` and ``gather`` take it.
+    """
+
+    __slots__ = ("_cursor", "_it", "_params", "_sql")
+
+    def __init__(self, cursor: Cursor, sql: str, params: Any) -> None:
+        self._cursor = cursor
+        self._sql: Optional[str] = sql
+        self._params = params
+        self._it: Any = None  # the waiter's iterator, when driven through send()
+
+    def __await__(self) -> Generator[Any, None, Cursor]:
+        sql = self._sql
+        if sql is None:
+            raise RuntimeError("cannot reuse already awaited coroutine")
+        self._sql = None
+        return self._cursor.submit(sql, self._params).__await__()
+
+    def send(self, value: Any) -> Any:
+        it = self._it
+        if it is None:
+            it = self._it = self.__await__()
+        return it.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        it = self._it
+        if it is None:  # not started: nothing runs, the exception goes straight out
+            self._sql = None
+            if isinstance(typ, BaseException):
+                raise typ
+            raise val if isinstance(val, BaseException) else typ() if val is None else typ(val)
+        if val is None:
+            return it.throw(typ)
+        if tb is None:
+            return it.throw(typ, val)
+        return it.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._sql = None
+        if self._it is not None:
+            self._it.close()
+
+    def __aenter__(self) -> Execution:
+        return self
+
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
+        return self._cursor.close_now()

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, Optional
 
-from ._closing import Closing
+from ._closing import DONE, Closing
 from ._types import Parameters, RowFactory
 from ._worker import Job
 
@@ -88,13 +88,15 @@ def _finish(res: _Results, cur: sqlite3.Cursor, prefetch: int) -> None:
 
 def run_execute(
     conn: sqlite3.Connection,
-    res: _Results,
+    cursor: Cursor,
     sql: str,
     params: Parameters,
     row_factory: RowFactory,
     prefetch: int,
-) -> None:
-    # The hot path: _start, _finish and _read inlined (each call costs here).
+) -> Cursor:
+    # The hot path: _start, _finish and _read inlined (each call costs here).  Returns
+    # the cursor, so that db.execute() can await the waiter directly (see Execution).
+    res = cursor._res
     if res.raw is not None:
         _release(conn, res)
     rows = res.rows
@@ -115,27 +117,32 @@ def run_execute(
         rows.extend(fetched)
         if len(fetched) == prefetch:
             res.raw = cur
+    return cursor
 
 
 def run_executemany(
     conn: sqlite3.Connection,
-    res: _Results,
+    cursor: Cursor,
     sql: str,
     seq: Iterable[Parameters],
     row_factory: RowFactory,
     prefetch: int,
-) -> None:
+) -> Cursor:
+    res = cursor._res
     cur = _start(conn, res, row_factory)
     cur.executemany(sql, seq)  # type: ignore[arg-type]
     _finish(res, cur, prefetch)
+    return cursor
 
 
 def run_executescript(
-    conn: sqlite3.Connection, res: _Results, script: str, row_factory: RowFactory, prefetch: int
-) -> None:
+    conn: sqlite3.Connection, cursor: Cursor, script: str, row_factory: RowFactory, prefetch: int
+) -> Cursor:
+    res = cursor._res
     cur = _start(conn, res, row_factory)
     cur.executescript(script)
     _finish(res, cur, prefetch)
+    return cursor
 
 
 def run_fetch(_: Any, res: _Results, n: int) -> None:
@@ -198,8 +205,17 @@ class Cursor(Closing):
         self._check()
         self._chunk = 0
         await self._conn._call_stmt(
-            sql, fn, self._res, sql, *args, self.row_factory, self.iter_chunk_size
+            sql, fn, self, sql, *args, self.row_factory, self.iter_chunk_size
         )
+
+    def submit(self, sql: str, params: Parameters) -> Awaitable[Cursor]:
+        """Queue ``execute(sql, params)`` on a new cursor; the awaitable gives this cursor.
+
+        For ``Connection.execute`` (see Execution): a new cursor is open and has no
+        statement yet, so there is nothing to check or reset.
+        """
+        args = (self, sql, params, self.row_factory, self.iter_chunk_size)
+        return self._conn._call_job(Job(run_execute, args, True, False, sql))  # as _call_stmt
 
     # -- fetching (0 round trips while the prefetched rows last) --
 
@@ -264,12 +280,16 @@ class Cursor(Closing):
 
     async def close(self) -> None:
         """Close the cursor (0 round trips: a half-read statement is released in order)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._res.rows.clear()
-        if self._res.raw is not None:
-            self._conn._worker.post(_release, self._res)
+        self.close_now()
+
+    def close_now(self) -> Awaitable[None]:
+        """Close at once (nothing to wait for); returns an awaitable that is already done."""
+        if not self._closed:
+            self._closed = True
+            self._res.rows.clear()
+            if self._res.raw is not None:
+                self._conn._worker.post(_release, self._res)
+        return DONE
 
     def _check(self) -> None:
         if self._closed:

@@ -17,7 +17,7 @@ import re
 import sqlite3
 import warnings
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -348,27 +348,33 @@ class Database(Queries, Opening):
 
     # ---- writes: on the writer, one task at a time ----
 
-    async def _write(self, what: str, mode: int, sql: str, params: Any, shape: Any, tx: int) -> Any:
+    def _write(
+        self, what: str, mode: int, sql: str, params: Any, shape: Any, tx: int
+    ) -> Awaitable[Any]:
         w = self._writer
         job = Job(run, (w.session, None, mode, sql, params, shape, tx), key=sql)
-        return await self._on_writer(what, job)
+        return self._on_writer(what, job)
 
     async def _on_writer(self, what: str, job: Job) -> Any:
-        """Run one job on the writer, in turn with transactions."""
-        self._check_open()
-        w = self._writer
+        """Run one job on the writer, in turn with transactions (one frame: the hot path)."""
+        if self._closing or not self._opened:
+            self._check_open()
         gate = self._gate
-        if gate.free():
-            # Nobody holds or awaits the writer: a one-job write goes straight to its queue.
-            # It cannot interleave with a transaction (the worker runs jobs whole, in
-            # order), and a burst of such writes then runs back to back on the worker
-            # instead of taking turns through the event loop.
-            return await self._submit_write(w, job)
-        await self._acquire_writer(what)
+        # Nobody holds or awaits the writer: a one-job write goes straight to its queue.
+        # It cannot interleave with a transaction (the worker runs jobs whole, in order),
+        # and a burst of such writes then runs back to back on the worker instead of taking
+        # turns through the event loop.
+        queued = not gate.free()
+        if queued:
+            await self._acquire_writer(what)
+        w = self._writer
+        w.inflight += 1
         try:
-            return await self._submit_write(w, job)
+            return await self._wakers.current().wait(w.worker, job)
         finally:
-            gate.release()
+            w.inflight -= 1
+            if queued:
+                gate.release()
 
     async def _acquire_writer(self, what: str) -> None:
         """Queue for the writer (FIFO); fail if the Database closed meanwhile."""
@@ -386,13 +392,6 @@ class Database(Queries, Opening):
             return await self._call(m, fn, *args)
         finally:
             self._pool.unreserve(m)
-
-    async def _submit_write(self, w: Member, job: Job) -> Any:
-        w.inflight += 1
-        try:
-            return await self._wakers.current().wait(w.worker, job)
-        finally:
-            w.inflight -= 1
 
     async def execute(
         self, sql: str, params: Parameters = _NO_PARAMS, *, row_factory: Any = DEFAULT

@@ -206,12 +206,14 @@ class Session:
 
     def begin(self, conn: sqlite3.Connection) -> None:
         """BEGIN IMMEDIATE, retried until ``busy_timeout`` while another process writes."""
-        self._retry_busy(conn, BEGIN)
+        if not _attempt(conn, BEGIN):
+            self._retry_busy(conn, BEGIN)
 
     def commit(self, conn: sqlite3.Connection) -> None:
         # A COMMIT that fails busy (rollback-journal mode, readers still reading) keeps the
         # transaction intact: retrying it is safe.
-        self._retry_busy(conn, "COMMIT")
+        if not _attempt(conn, "COMMIT"):
+            self._retry_busy(conn, "COMMIT")
         if self.wal_limit is not None:
             self._commits += 1
             if self._commits % WAL_CHECK_EVERY == 0:
@@ -236,8 +238,7 @@ class Session:
                 self.wal_truncations += 1
 
     def _retry_busy(self, conn: sqlite3.Connection, sql: str) -> None:
-        if _attempt(conn, sql):
-            return
+        """Retry ``sql`` after a first attempt found the database busy."""
         # SQLite's own busy handler waits up to one slice per attempt (see _pragmas), so
         # this loop never spins; an interrupt (a cancel) or the deadline ends it.
         worker = self.worker
@@ -313,7 +314,8 @@ def _val(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any
 
 
 def _write(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, _: Any) -> Any:
-    cur = _cursor(conn, s, sql, params)
+    cur = conn.cursor()  # _cursor() inlined: db.execute() is a hot path
+    cur.execute(sql, params if s.types is None else s.types.adapt(params))  # type: ignore[arg-type]
     rows = []
     if cur.description is not None:  # RETURNING
         cur.row_factory = s.factory(conn, sql, cur.description, shape)

@@ -263,10 +263,8 @@ class Worker:
                 if empty():
                     if len(held) == 1:
                         job, ok, value = held.pop()
-                        waker = job.waker
-                        waker.push(job.waiter, ok, value)  # type: ignore[union-attr]
-                        waker.wake()  # type: ignore[union-attr]
-                        del job, value, waker
+                        job.waker.deliver(job.waiter, ok, value)  # type: ignore[union-attr]
+                        del job, value
                     else:
                         self._hand_over_held(held)
                     job = get()
@@ -385,8 +383,7 @@ class Worker:
 def _hand_over(job: Job, ok: bool, value: Any) -> None:
     waker = job.waker
     if waker is not None:
-        waker.push(job.waiter, ok, value)
-        waker.wake()
+        waker.deliver(job.waiter, ok, value)
 
 
 def close_connection(_: Any, worker: Worker) -> None:

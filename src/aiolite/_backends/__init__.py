@@ -15,21 +15,31 @@ from .._exceptions import NoEventLoopError
 from ._asyncio import waker_for
 from ._base import Waker
 
-__all__ = ["Waker", "WakerCache", "current_task", "make_lock", "make_semaphore"]
+__all__ = ["Waker", "WakerCache", "current_task", "make_lock", "make_semaphore", "running_loop"]
+
+
+_NO_LOOP = object()
+
+#: The running asyncio loop or None (one C call): the hot path compares it to WakerCache.loop.
+running_loop = _get_running_loop
 
 
 class WakerCache:
     """Remembers the waker of the loop an object was last used from.
 
     One connection is normally used from one loop, so this is a one-entry cache; use from
-    another loop (or thread) simply builds a new waker.
+    another loop (or thread) simply builds a new waker.  The hot path reads it without a
+    call of its own: ``cache.wait(worker, job) if running_loop() is cache.loop``.
     """
 
-    __slots__ = ("_key", "_waker")
+    __slots__ = ("_key", "_waker", "loop", "wait")
 
     def __init__(self) -> None:
         self._key: Any = None
         self._waker: Waker | None = None
+        #: The asyncio loop last used (never None), and its waker's ``wait``.
+        self.loop: Any = _NO_LOOP
+        self.wait: Any = None
 
     def current(self) -> Waker:
         loop = _get_running_loop()
@@ -37,7 +47,9 @@ class WakerCache:
             waker = self._waker
             if loop is self._key and waker is not None:
                 return waker
-            return self._remember(loop, waker_for(loop))
+            waker = waker_for(loop)
+            self.loop, self.wait = loop, waker.wait
+            return self._remember(loop, waker)
         return self._current_trio()
 
     def _remember(self, key: AbstractEventLoop | object, waker: Waker) -> Waker:

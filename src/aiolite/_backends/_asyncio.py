@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import weakref
 from collections import deque
 from collections.abc import Generator
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["CallSoonWaker", "FdWaker", "Waiter", "waker_for"]
 
 _PENDING, _DONE, _FAILED, _CANCELLED = 0, 1, 2, 3
+_SIGNAL = (1).to_bytes(8, sys.byteorder)  # an eventfd adds it; a pipe just becomes readable
 
 
 class Waiter:
@@ -207,6 +209,10 @@ class _AsyncioWaker:
     def _signal(self, loop: asyncio.AbstractEventLoop) -> None:
         raise NotImplementedError
 
+    def deliver(self, waiter: Waiter, ok: bool, value: Any) -> None:
+        self.push(waiter, ok, value)
+        self.wake()
+
     def wait(self, worker: Worker, job: Job) -> Waiter:
         loop = self._loop()
         assert loop is not None  # the caller runs on it
@@ -251,8 +257,21 @@ class FdWaker(_AsyncioWaker):
 
     def _signal(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            os.write(self._wfd, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            os.write(self._wfd, _SIGNAL)
         except OSError:  # a full pipe is already readable: the loop will wake
+            pass
+
+    def deliver(self, waiter: Waiter, ok: bool, value: Any) -> None:
+        # push() + wake() in one call: the worker's path for a single outcome.  It skips
+        # wake()'s check for a closed loop (a Python call per round trip): an outcome for a
+        # loop closed meanwhile only waits in _pending, with the waker, to be collected.
+        self._pending.append((waiter, ok, value))
+        if self._scheduled:
+            return
+        self._scheduled = True
+        try:
+            os.write(self._wfd, _SIGNAL)
+        except OSError:
             pass
 
     def _drain(self) -> None:

@@ -24,6 +24,9 @@ class Waker(Protocol):
     def wake(self) -> None:
         """Any thread: make the loop hand the pushed outcomes to their tasks soon."""
 
+    def deliver(self, waiter: Any, ok: bool, value: Any) -> None:
+        """Any thread: ``push`` then ``wake``, in one call (a single outcome)."""
+
     def wait(self, worker: Worker, job: Job) -> Awaitable[Any]:
         """Loop thread: submit ``job`` to ``worker``; await the result for its outcome.
 

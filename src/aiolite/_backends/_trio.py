@@ -30,6 +30,10 @@ class TrioWaker:
     def push(self, waiter: trio.lowlevel.Task, ok: bool, value: Any) -> None:
         self._pending.append((waiter, ok, value))
 
+    def deliver(self, waiter: trio.lowlevel.Task, ok: bool, value: Any) -> None:
+        self._pending.append((waiter, ok, value))
+        self.wake()
+
     def wake(self) -> None:
         if self._scheduled:
             return
