@@ -97,7 +97,7 @@ async def test_cancelled_fetch_keeps_rows(db: aiolite.Connection) -> None:
     cancelled = 0
     for _ in range(20):
         # Take exactly what is buffered, so that the cancelled call below needs a refill.
-        seen.extend(row[0] for row in await cur.fetchmany(len(cur._res.rows)))
+        seen.extend(row[0] for row in await cur.fetchmany(len(cur._rows)))
         with anyio.CancelScope() as scope:
             scope.cancel()  # cancelled before or while a refill runs
             got = await cur.fetchmany(200)  # served from the buffer: no refill, no cancel

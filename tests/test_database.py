@@ -106,7 +106,7 @@ async def test_stream_goes_on_after_a_cancelled_refill(database: aiolite.Databas
 
         more = await take()  # started: from here on, every fetch is a refill
         while more:
-            while rows._res.rows:  # take what is buffered, so the next call needs a refill
+            while rows._res._rows:  # take what is buffered, so the next call needs a refill
                 await take()
             with anyio.CancelScope() as scope:
                 scope.cancel()  # the refill is cancelled (before it runs, or while it runs)

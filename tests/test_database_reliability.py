@@ -120,6 +120,50 @@ def test_4_processes_read_modify_write_on_one_file(db_path: Path, tmp_path: Path
     ]  # every increment of every process, none lost
 
 
+OPEN_SCRIPT = """
+import asyncio, sys, time
+from pathlib import Path
+import aiolite
+
+folder, start, files = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+failures = []
+for i in range(files):
+    while time.time() < start + i * 0.04:  # all processes open file i at the same moment
+        pass
+    async def open_and_close() -> None:
+        db = await aiolite.open(folder / f"{i}.db", readers=1, busy_timeout=10)
+        await db.close()
+    try:
+        asyncio.run(open_and_close())
+    except Exception as exc:
+        failures.append(f"{i}: {exc!r}")
+print(len(failures), failures)
+"""
+
+
+def test_processes_opening_a_new_file_at_once_all_get_it(tmp_path: Path) -> None:
+    """Switching a new file to WAL from several processes at the same moment: SQLite
+    refuses all but one without calling the busy handler; open() must wait, not fail."""
+    script = tmp_path / "open.py"
+    script.write_text(textwrap.dedent(OPEN_SCRIPT))
+    files = 30
+    start = time.time() + 2.0  # after every process has imported aiolite
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), str(start), str(files)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert [out.split()[0] for out, _ in outputs] == ["0", "0", "0"], outputs
+    for i in range(files):
+        assert fetch(tmp_path / f"{i}.db", "PRAGMA journal_mode") == [("wal",)]
+
+
 KILL_SCRIPT = """
     import asyncio, sys
     import aiolite

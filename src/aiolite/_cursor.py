@@ -34,17 +34,20 @@ _NO_PARAMS: tuple[()] = ()
 
 
 class _Results:
-    """Rows and metadata of the last statement; written by the worker, read by the loop."""
+    """Rows and metadata of the last statement; written by the worker, read by the loop.
 
-    __slots__ = ("description", "lastrowid", "raw", "rowcount", "rows")
+    A Cursor is one itself (one object less per execute); a RowStream holds one.
+    """
+
+    __slots__ = ("_description", "_lastrowid", "_raw", "_rowcount", "_rows")
 
     def __init__(self) -> None:
-        self.rows: deque[Any] = deque()
+        self._rows: deque[Any] = deque()
         #: The sqlite3 cursor while it still has unread rows; None once exhausted.
-        self.raw: Optional[sqlite3.Cursor] = None
-        self.description: Any = None
-        self.rowcount = -1
-        self.lastrowid: Optional[int] = None
+        self._raw: Optional[sqlite3.Cursor] = None
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: Optional[int] = None
 
 
 # ---- worker side: these run on the connection's thread -----------------------------------
@@ -55,40 +58,40 @@ def _read(res: _Results, cur: sqlite3.Cursor, n: int) -> None:
     try:
         rows = cur.fetchall() if n < 0 else cur.fetchmany(n)
     except BaseException:
-        res.raw = None
+        res._raw = None
         raise
-    res.rows.extend(rows)
+    res._rows.extend(rows)
     if n < 0 or len(rows) < n:
-        res.raw = None  # exhausted: SQLite already reset the statement, nothing to close
+        res._raw = None  # exhausted: SQLite already reset the statement, nothing to close
     else:
-        res.raw = cur
+        res._raw = cur
 
 
 def _release(_: Any, res: _Results) -> None:
-    raw, res.raw = res.raw, None
+    raw, res._raw = res._raw, None
     if raw is not None:
         raw.close()
 
 
 def _start(conn: sqlite3.Connection, res: _Results, row_factory: RowFactory) -> sqlite3.Cursor:
     _release(conn, res)
-    res.rows.clear()
+    res._rows.clear()
     cur = conn.cursor()
     cur.row_factory = row_factory
     return cur
 
 
 def _finish(res: _Results, cur: sqlite3.Cursor, prefetch: int) -> None:
-    res.description = description = cur.description  # built anew on every access
-    res.rowcount = cur.rowcount
-    res.lastrowid = cur.lastrowid
+    res._description = description = cur.description  # built anew on every access
+    res._rowcount = cur.rowcount
+    res._lastrowid = cur.lastrowid
     if description is not None:
         _read(res, cur, prefetch)
 
 
 def run_execute(
     conn: sqlite3.Connection,
-    cursor: Cursor,
+    res: Cursor,
     sql: str,
     params: Parameters,
     row_factory: RowFactory,
@@ -96,64 +99,61 @@ def run_execute(
 ) -> Cursor:
     # The hot path: _start, _finish and _read inlined (each call costs here).  Returns
     # the cursor, so that db.execute() can await the waiter directly (see Execution).
-    res = cursor._res
-    if res.raw is not None:
+    if res._raw is not None:
         _release(conn, res)
-    rows = res.rows
+    rows = res._rows
     if rows:
         rows.clear()
     cur = conn.cursor()
     cur.row_factory = row_factory
     cur.execute(sql, params)  # type: ignore[arg-type]
-    res.description = description = cur.description  # built anew on every access
-    res.rowcount = cur.rowcount
-    res.lastrowid = cur.lastrowid
+    res._description = description = cur.description  # built anew on every access
+    res._rowcount = cur.rowcount
+    res._lastrowid = cur.lastrowid
     if description is not None:
         try:
             fetched = cur.fetchmany(prefetch)
         except BaseException:
-            res.raw = None
+            res._raw = None
             raise
         rows.extend(fetched)
         if len(fetched) == prefetch:
-            res.raw = cur
-    return cursor
+            res._raw = cur
+    return res
 
 
 def run_executemany(
     conn: sqlite3.Connection,
-    cursor: Cursor,
+    res: Cursor,
     sql: str,
     seq: Iterable[Parameters],
     row_factory: RowFactory,
     prefetch: int,
 ) -> Cursor:
-    res = cursor._res
     cur = _start(conn, res, row_factory)
     cur.executemany(sql, seq)  # type: ignore[arg-type]
     _finish(res, cur, prefetch)
-    return cursor
+    return res
 
 
 def run_executescript(
-    conn: sqlite3.Connection, cursor: Cursor, script: str, row_factory: RowFactory, prefetch: int
+    conn: sqlite3.Connection, res: Cursor, script: str, row_factory: RowFactory, prefetch: int
 ) -> Cursor:
-    res = cursor._res
     cur = _start(conn, res, row_factory)
     cur.executescript(script)
     _finish(res, cur, prefetch)
-    return cursor
+    return res
 
 
 def run_fetch(_: Any, res: _Results, n: int) -> None:
-    if res.raw is not None:
-        _read(res, res.raw, n)
+    if res._raw is not None:
+        _read(res, res._raw, n)
 
 
 # ---- loop side ---------------------------------------------------------------------------
 
 
-class Cursor(Closing):
+class Cursor(Closing, _Results):
     """An async cursor, as ``aiosqlite.Cursor``.
 
     ``row_factory`` and ``arraysize`` are plain attributes; ``row_factory`` starts as the
@@ -170,17 +170,24 @@ class Cursor(Closing):
     _chunk = 0
 
     def __init__(self, conn: Connection) -> None:
-        # Made for every execute: the defaults above are class attributes.
+        # Made for every execute: the defaults above are class attributes, and the
+        # _Results slots are set here rather than by a call to its __init__.
         self._conn = conn
-        self._res = _Results()
+        self._rows = deque()
+        self._raw = None
+        self._description = None
+        self._rowcount = -1
+        self._lastrowid = None
         self.iter_chunk_size: int = conn._iter_chunk_size
         self.row_factory: RowFactory = conn._row_factory
 
     def __del__(self) -> None:
         # Finalize a half-read statement on its own thread, never on the loop thread.
         try:
-            if self._res.raw is not None:
-                self._conn._worker.post(_release, self._res)
+            if self._raw is not None:
+                # Posting self resurrects it until the worker ran the job (PEP 442: this
+                # finalizer does not run twice).
+                self._conn._worker.post(_release, self)
         except Exception:  # interpreter shutdown: the exit hook closes the connection
             pass
 
@@ -224,9 +231,9 @@ class Cursor(Closing):
         worker = self._conn._worker
         if self._closed or worker.connection is None or not worker.accepting:
             self._check()  # raises why
-        rows = self._res.rows
+        rows = self._rows
         if not rows:
-            if self._res.raw is None:
+            if self._raw is None:
                 return None
             await self._fill(self._grow())
             if not rows:
@@ -237,17 +244,17 @@ class Cursor(Closing):
         """Return up to ``size`` rows (default ``arraysize``)."""
         self._check()
         n = self.arraysize if size is None else size
-        rows = self._res.rows
-        while len(rows) < n and self._res.raw is not None:
+        rows = self._rows
+        while len(rows) < n and self._raw is not None:
             await self._fill(max(n - len(rows), self._grow()))
         return [rows.popleft() for _ in range(min(n, len(rows)))]
 
     async def fetchall(self) -> list[Any]:
         """Return all remaining rows."""
         self._check()
-        if self._res.raw is not None:
+        if self._raw is not None:
             await self._fill(-1)
-        rows = self._res.rows
+        rows = self._rows
         out = list(rows)
         rows.clear()
         return out
@@ -256,10 +263,10 @@ class Cursor(Closing):
         return self
 
     async def __anext__(self) -> Any:
-        rows = self._res.rows
+        rows = self._rows
         if not rows:
             self._check()
-            if self._res.raw is None:
+            if self._raw is None:
                 raise StopAsyncIteration
             await self._fill(self._grow())
             if not rows:
@@ -274,7 +281,7 @@ class Cursor(Closing):
     async def _fill(self, n: int) -> None:
         # Shielded: interrupting a refill would abort the statement and lose the rows not
         # yet read; a cancelled refill instead finishes into the buffer, so none are skipped.
-        await self._conn._call_job(Job(run_fetch, (self._res, n), shielded=True))
+        await self._conn._call_job(Job(run_fetch, (self, n), shielded=True))
 
     # -- lifecycle --
 
@@ -286,9 +293,9 @@ class Cursor(Closing):
         """Close at once (nothing to wait for); returns an awaitable that is already done."""
         if not self._closed:
             self._closed = True
-            self._res.rows.clear()
-            if self._res.raw is not None:
-                self._conn._worker.post(_release, self._res)
+            self._rows.clear()
+            if self._raw is not None:
+                self._conn._worker.post(_release, self)
         return DONE
 
     def _check(self) -> None:
@@ -300,15 +307,15 @@ class Cursor(Closing):
 
     @property
     def rowcount(self) -> int:
-        return self._res.rowcount
+        return self._rowcount
 
     @property
     def lastrowid(self) -> Optional[int]:
-        return self._res.lastrowid
+        return self._lastrowid
 
     @property
     def description(self) -> Any:
-        return self._res.description
+        return self._description
 
     @property
     def connection(self) -> Connection:
@@ -316,7 +323,7 @@ class Cursor(Closing):
         return self._conn
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._res.rows)} rows buffered"
+        state = "closed" if self._closed else f"{len(self._rows)} rows buffered"
         return f"<aiolite.Cursor [{state}]>"
 
 

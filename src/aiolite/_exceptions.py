@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["ConnectionClosedError", "DatabaseLockedError", "NoEventLoopError"]
+__all__ = ["ConnectionClosedError", "DatabaseLockedError", "NoEventLoopError", "is_busy"]
 
 
 class ConnectionClosedError(sqlite3.ProgrammingError, ValueError):
@@ -21,6 +21,19 @@ class DatabaseLockedError(sqlite3.OperationalError):
 
 class NoEventLoopError(RuntimeError):
     """An async aiolite call was made outside asyncio and trio."""
+
+
+_SQLITE_BUSY = 5
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY (any extended code): another connection holds a lock we need."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return bool((code & 0xFF) == _SQLITE_BUSY)
+    return str(exc).startswith("database is locked")
 
 
 ConnectionClosedError.__module__ = "aiolite"

@@ -23,8 +23,11 @@ import itertools
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Mapping
 from typing import Any, Optional, Union
+
+from ._exceptions import is_busy
 
 __all__ = [
     "DEFAULT_PRAGMAS",
@@ -142,6 +145,28 @@ def resolve_pragmas(
     return (None if journal is None else str(journal)), statements, float(busy_timeout)
 
 
+def _fetch_retrying_refusals(conn: sqlite3.Connection, sql: str, timeout: float) -> Any:
+    """Run ``sql`` and return its first row, retrying SQLITE_BUSY until ``timeout``.
+
+    The busy handler covers most waits, but not this one: when two processes switch a
+    file to WAL at once, each holds a shared lock and wants the exclusive one, and SQLite
+    refuses one of them at once rather than let both wait for ever.  The refused
+    statement has released its lock, so a retry waits in the busy handler as usual, or
+    succeeds; the short pause before it gives the other process the moment it needs
+    (there is nothing to wait on across processes).
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            return conn.execute(sql).fetchone()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def connect_member(
     location: Location,
     statements: list[str],
@@ -171,7 +196,7 @@ def connect_member(
             if journal_mode is None
             else pragma_statement("journal_mode", journal_mode)
         )
-        row = conn.execute(sql).fetchone()
+        row = _fetch_retrying_refusals(conn, sql, busy_timeout_ms / 1000)
         got = None if row is None else str(row[0])
         for statement in statements:
             conn.execute(statement).fetchall()

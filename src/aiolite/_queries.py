@@ -145,7 +145,7 @@ class RowStream:
         return self
 
     async def __anext__(self) -> Any:
-        rows = self._res.rows
+        rows = self._res._rows
         if rows:
             return rows.popleft()
         if self._done:
@@ -162,7 +162,7 @@ class RowStream:
             if not refill:
                 self._finish()
             raise
-        if self._res.raw is None:  # the statement is over: give the reader back now
+        if self._res._raw is None:  # the statement is over: give the reader back now
             self._finish()
         if not rows:
             raise StopAsyncIteration
@@ -191,7 +191,7 @@ class RowStream:
         m = self._member
         if m is None:
             return
-        if self._res.raw is not None:
+        if self._res._raw is not None:
             m.worker.post(_release, self._res)
         if self._owns:
             self._member = None
@@ -199,7 +199,7 @@ class RowStream:
 
     async def aclose(self) -> None:
         """Stop early: drop the buffered rows, end the statement, release the reader."""
-        self._res.rows.clear()
+        self._res._rows.clear()
         self._finish()
 
     async def __aenter__(self) -> RowStream:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._adapters import RowPlan, Types, row_maker
 from ._cursor import _read
-from ._exceptions import DatabaseLockedError
+from ._exceptions import DatabaseLockedError, is_busy
 from ._pragmas import WRITER_BUSY_SLICE_MS
 from ._types import Parameters
 
@@ -69,7 +69,6 @@ PLAIN, AUTOCOMMIT, TX = range(3)
 WAL_CHECK_EVERY = 16
 #: Deferred marker: "BEGIN IMMEDIATE, retried while another process holds the lock".
 BEGIN = "BEGIN IMMEDIATE"
-_SQLITE_BUSY = 5
 
 
 @dataclass(frozen=True)
@@ -101,16 +100,6 @@ class WriteResult:
             f"<aiolite.WriteResult lastrowid={self.lastrowid} rowcount={self.rowcount} "
             f"rows={len(self.rows)}>"
         )
-
-
-def is_busy(exc: BaseException) -> bool:
-    """SQLITE_BUSY (any extended code): another connection holds a lock we need."""
-    if not isinstance(exc, sqlite3.OperationalError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
-    if code is not None:
-        return bool((code & 0xFF) == _SQLITE_BUSY)
-    return str(exc).startswith("database is locked")
 
 
 def _attempt(conn: sqlite3.Connection, sql: str) -> bool:
@@ -354,11 +343,11 @@ def _commit(conn: sqlite3.Connection, s: Session, _q: Any, _p: Any, _s: Any, _x:
 def _stream(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, x: Any) -> Any:
     res, prefetch = x
     cur = _cursor(conn, s, sql, params)
-    res.description = cur.description
-    if cur.description is None:
-        res.raw = None
+    res._description = description = cur.description  # built anew on every access
+    if description is None:
+        res._raw = None
         return None
-    cur.row_factory = s.factory(conn, sql, cur.description, shape)
+    cur.row_factory = s.factory(conn, sql, description, shape)
     _read(res, cur, prefetch)
     return None
 
