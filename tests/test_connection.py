@@ -409,3 +409,14 @@ async def test_execute_result_is_a_lazy_single_use_coroutine(db: aiolite.Connect
         assert await cur.fetchall() == [(2,)]
         curs = await asyncio.gather(db.execute("select 1"), db.execute("select 2"))
         assert [await c.fetchone() for c in curs] == [(1,), (2,)]
+
+
+async def test_connect_sets_pragmas_as_it_opens(tmp_path: Path) -> None:
+    """connect(pragmas=...) sets them in order before the first call; None skips one."""
+    pragmas = {"journal_mode": "WAL", "foreign_keys": True, "cache_size": None}
+    async with aiolite.connect(tmp_path / "p.db", pragmas=pragmas) as db:
+        assert await db.execute_fetchall("PRAGMA journal_mode") == [("wal",)]
+        assert await db.execute_fetchall("PRAGMA foreign_keys") == [(1,)]
+        assert await db.execute_fetchall("PRAGMA cache_size") == [(-2000,)]  # SQLite's default
+    with pytest.raises(ValueError, match="pragma"):
+        aiolite.connect(tmp_path / "p.db", pragmas={"journal_mode; DROP TABLE t": "WAL"})

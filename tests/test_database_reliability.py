@@ -125,32 +125,49 @@ import asyncio, sys, time
 from pathlib import Path
 import aiolite
 
-folder, start, files = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+folder, start, files, how = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+
+
+async def open_and_close(path: Path) -> None:
+    if how == "open":
+        db = await aiolite.open(path, readers=1, busy_timeout=10)
+        await db.close()
+    elif how == "connect":
+        async with aiolite.connect(path, timeout=10, pragmas={"journal_mode": "WAL"}) as conn:
+            await conn.execute("SELECT 1")
+    else:
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(f"sqlite+aiolite:///{path}")
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        await engine.dispose()
+
+
 failures = []
 for i in range(files):
     while time.time() < start + i * 0.04:  # all processes open file i at the same moment
         pass
-    async def open_and_close() -> None:
-        db = await aiolite.open(folder / f"{i}.db", readers=1, busy_timeout=10)
-        await db.close()
     try:
-        asyncio.run(open_and_close())
+        asyncio.run(open_and_close(folder / f"{i}.db"))
     except Exception as exc:
         failures.append(f"{i}: {exc!r}")
 print(len(failures), failures)
 """
 
 
-def test_processes_opening_a_new_file_at_once_all_get_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["open", "connect", "sqlalchemy"])
+def test_processes_opening_a_new_file_at_once_all_get_it(tmp_path: Path, how: str) -> None:
     """Switching a new file to WAL from several processes at the same moment: SQLite
-    refuses all but one without calling the busy handler; open() must wait, not fail."""
+    refuses all but one without calling the busy handler; opening must wait, not fail."""
     script = tmp_path / "open.py"
     script.write_text(textwrap.dedent(OPEN_SCRIPT))
     files = 30
-    start = time.time() + 2.0  # after every process has imported aiolite
+    start = time.time() + 2.5  # after every process has imported what it needs
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path), str(start), str(files)],
+            [sys.executable, str(script), str(tmp_path), str(start), str(files), how],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

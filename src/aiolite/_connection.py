@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, NoReturn, Optional, Union
@@ -21,7 +21,7 @@ from ._closing import Opening
 from ._context import Execution, Result
 from ._cursor import Cursor
 from ._exceptions import ConnectionClosedError
-from ._pragmas import as_str
+from ._pragmas import as_str, pragma_statement, run_pragma
 from ._types import (
     AuthorizerCallback,
     BackupProgress,
@@ -594,6 +594,7 @@ def connect(
     *,
     iter_chunk_size: int = 64,
     loop: Any = None,
+    pragmas: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
 ) -> Connection:
     """Open a connection; ``await`` it or use ``async with``.
@@ -601,6 +602,11 @@ def connect(
     ``kwargs`` go to :func:`sqlite3.connect` (``timeout``, ``detect_types``,
     ``isolation_level``, ``uri``, ``autocommit``...).  ``iter_chunk_size`` is how many rows
     ``execute`` prefetches and ``async for`` fetches first.
+
+    ``pragmas`` (an aiolite addition) are set in order as the connection opens, e.g.
+    ``{"journal_mode": "WAL", "foreign_keys": True}``.  Unlike the same PRAGMAs sent with
+    ``execute``, a switch to WAL waits (up to ``timeout``) for other processes doing the
+    same on a new file, where SQLite refuses all but one of them at once.
     """
     if loop is not None:
         warnings.warn(
@@ -609,9 +615,17 @@ def connect(
             stacklevel=2,
         )
     location = _location(database)
+    statements = [pragma_statement(n, v) for n, v in (pragmas or {}).items() if v is not None]
+    timeout = float(kwargs.get("timeout", 5.0))
 
     def connector() -> sqlite3.Connection:
         conn: sqlite3.Connection = sqlite3.connect(location, **kwargs)
+        try:
+            for sql in statements:
+                run_pragma(conn, sql, timeout)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     return Connection(connector, iter_chunk_size)

@@ -37,6 +37,7 @@ __all__ = [
     "locate",
     "pragma_statement",
     "resolve_pragmas",
+    "run_pragma",
 ]
 
 #: Applied to every connection unless ``pragmas=`` overrides them (a value of None drops one).
@@ -145,8 +146,8 @@ def resolve_pragmas(
     return (None if journal is None else str(journal)), statements, float(busy_timeout)
 
 
-def _fetch_retrying_refusals(conn: sqlite3.Connection, sql: str, timeout: float) -> Any:
-    """Run ``sql`` and return its first row, retrying SQLITE_BUSY until ``timeout``.
+def run_pragma(conn: sqlite3.Connection, sql: str, timeout: float) -> Any:
+    """Run a PRAGMA and return its first row (or None), retrying SQLITE_BUSY until ``timeout``.
 
     The busy handler covers most waits, but not this one: when two processes switch a
     file to WAL at once, each holds a shared lock and wants the exclusive one, and SQLite
@@ -159,7 +160,8 @@ def _fetch_retrying_refusals(conn: sqlite3.Connection, sql: str, timeout: float)
     pause = 0.001
     while True:
         try:
-            return conn.execute(sql).fetchone()
+            rows = conn.execute(sql).fetchall()
+            return rows[0] if rows else None
         except sqlite3.OperationalError as exc:
             if not is_busy(exc) or time.monotonic() + pause > deadline:
                 raise
@@ -196,7 +198,7 @@ def connect_member(
             if journal_mode is None
             else pragma_statement("journal_mode", journal_mode)
         )
-        row = _fetch_retrying_refusals(conn, sql, busy_timeout_ms / 1000)
+        row = run_pragma(conn, sql, busy_timeout_ms / 1000)
         got = None if row is None else str(row[0])
         for statement in statements:
             conn.execute(statement).fetchall()

@@ -347,11 +347,13 @@ class AioliteDBAPI:
         **kwargs: Any,
     ) -> AioliteDBAPIConnection:
         mode = _check_mode(begin)
-        if async_creator_fn is not None:
-            conn = await_(async_creator_fn(database, **kwargs))
-        else:
+        if async_creator_fn is None:
             kwargs["isolation_level"] = None  # BEGIN is ours to send
-            conn = await_(aiolite.connect(database, **kwargs))
+            # Set as the connection opens: a switch to WAL then waits for other processes
+            # switching the same new file (several app workers starting at once).
+            conn = await_(aiolite.connect(database, pragmas=pragmas, **kwargs))
+            return AioliteDBAPIConnection(self, conn, mode)
+        conn = await_(async_creator_fn(database, **kwargs))
         try:
             settings = [
                 aiolite.pragma_statement(name, value)
