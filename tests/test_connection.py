@@ -420,3 +420,46 @@ async def test_connect_sets_pragmas_as_it_opens(tmp_path: Path) -> None:
         assert await db.execute_fetchall("PRAGMA cache_size") == [(-2000,)]  # SQLite's default
     with pytest.raises(ValueError, match="pragma"):
         aiolite.connect(tmp_path / "p.db", pragmas={"journal_mode; DROP TABLE t": "WAL"})
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 64])
+async def test_mixed_fetches_return_every_row_once_in_order(tmp_path: Path, chunk: int) -> None:
+    """fetchone/fetchmany/async for/fetchall interleaved at random, across refills of
+    every size: the rows come back exactly once, in order."""
+    import random
+
+    rng = random.Random(chunk)
+    async with aiolite.connect(tmp_path / "f.db", iter_chunk_size=chunk) as db:
+        await db.execute("CREATE TABLE t (i INTEGER)")
+        await db.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(300)])
+        for total in (0, 1, chunk - 1, chunk, chunk + 1, 2 * chunk, 299):
+            if total < 0:
+                continue
+            cur = await db.execute("SELECT i FROM t WHERE i < ? ORDER BY i", (total,))
+            got: list[int] = []
+            while True:
+                how = rng.choice(["one", "many", "iter", "all"])
+                if how == "one":
+                    row = await cur.fetchone()
+                    if row is None:
+                        break
+                    got.append(row[0])
+                elif how == "many":
+                    batch = await cur.fetchmany(rng.randint(1, 3 * chunk + 2))
+                    if not batch:
+                        break
+                    got.extend(r[0] for r in batch)
+                elif how == "iter":
+                    async for row in cur:
+                        got.append(row[0])
+                        if rng.random() < 0.2:
+                            break
+                    else:
+                        break
+                else:
+                    got.extend(r[0] for r in await cur.fetchall())
+                    break
+            assert got == list(range(total)), (total, got)
+            assert await cur.fetchone() is None
+            assert await cur.fetchall() == []
+            await cur.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterable
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ._closing import DONE, Closing
 from ._types import Parameters, RowFactory
@@ -33,6 +33,14 @@ MAX_CHUNK = 1024
 _NO_PARAMS: tuple[()] = ()
 
 
+#: The rows not yet read, the next one at the right end (``pop()``).  A statement that
+#: ended within its first chunk leaves the list ``fetchmany`` returned, reversed (no new
+#: object on the hot path); one with more to come gets a deque, which refills extend on
+#: the left.  The worker replaces it (and never touches a list it handed over); the loop
+#: pops from it and re-reads it after every refill.
+Rows = Union[list[Any], deque[Any], tuple[()]]
+
+
 class _Results:
     """Rows and metadata of the last statement; written by the worker, read by the loop.
 
@@ -42,7 +50,7 @@ class _Results:
     __slots__ = ("_description", "_lastrowid", "_raw", "_rowcount", "_rows")
 
     def __init__(self) -> None:
-        self._rows: deque[Any] = deque()
+        self._rows: Rows = ()
         #: The sqlite3 cursor while it still has unread rows; None once exhausted.
         self._raw: Optional[sqlite3.Cursor] = None
         self._description: Any = None
@@ -60,11 +68,20 @@ def _read(res: _Results, cur: sqlite3.Cursor, n: int) -> None:
     except BaseException:
         res._raw = None
         raise
-    res._rows.extend(rows)
-    if n < 0 or len(rows) < n:
-        res._raw = None  # exhausted: SQLite already reset the statement, nothing to close
+    more = 0 <= n == len(rows)
+    buffered = res._rows
+    if not more:  # the statement is over: one list, whatever was still buffered last
+        rows.reverse()
+        if buffered:
+            rows.extend(buffered)
+        res._rows = rows
+    elif buffered:  # unread rows are left (so a deque): the new ones come after them
+        buffered.extendleft(rows)  # type: ignore[union-attr]
     else:
-        res._raw = cur
+        rows.reverse()
+        res._rows = deque(rows)
+    # Rows first, then raw: the loop reads raw, then the rows.
+    res._raw = cur if more else None  # exhausted: SQLite already reset the statement
 
 
 def _release(_: Any, res: _Results) -> None:
@@ -75,7 +92,7 @@ def _release(_: Any, res: _Results) -> None:
 
 def _start(conn: sqlite3.Connection, res: _Results, row_factory: RowFactory) -> sqlite3.Cursor:
     _release(conn, res)
-    res._rows.clear()
+    res._rows = ()
     cur = conn.cursor()
     cur.row_factory = row_factory
     return cur
@@ -101,9 +118,8 @@ def run_execute(
     # the cursor, so that db.execute() can await the waiter directly (see Execution).
     if res._raw is not None:
         _release(conn, res)
-    rows = res._rows
-    if rows:
-        rows.clear()
+    if res._rows:
+        res._rows = ()
     cur = conn.cursor()
     cur.row_factory = row_factory
     cur.execute(sql, params)  # type: ignore[arg-type]
@@ -116,8 +132,11 @@ def run_execute(
         except BaseException:
             res._raw = None
             raise
-        rows.extend(fetched)
-        if len(fetched) == prefetch:
+        fetched.reverse()
+        if len(fetched) < prefetch:
+            res._rows = fetched  # the whole result: no new object, no refill to come
+        else:
+            res._rows = deque(fetched)
             res._raw = cur
     return res
 
@@ -173,7 +192,7 @@ class Cursor(Closing, _Results):
         # Made for every execute: the defaults above are class attributes, and the
         # _Results slots are set here rather than by a call to its __init__.
         self._conn = conn
-        self._rows = deque()
+        self._rows = ()
         self._raw = None
         self._description = None
         self._rowcount = -1
@@ -236,18 +255,19 @@ class Cursor(Closing, _Results):
             if self._raw is None:
                 return None
             await self._fill(self._grow())
+            rows = self._rows
             if not rows:
                 return None
-        return rows.popleft()
+        return rows.pop()
 
     async def fetchmany(self, size: Optional[int] = None) -> list[Any]:
         """Return up to ``size`` rows (default ``arraysize``)."""
         self._check()
         n = self.arraysize if size is None else size
+        while len(self._rows) < n and self._raw is not None:
+            await self._fill(max(n - len(self._rows), self._grow()))
         rows = self._rows
-        while len(rows) < n and self._raw is not None:
-            await self._fill(max(n - len(rows), self._grow()))
-        return [rows.popleft() for _ in range(min(n, len(rows)))]
+        return [rows.pop() for _ in range(min(n, len(rows)))]  # type: ignore[union-attr]
 
     async def fetchall(self) -> list[Any]:
         """Return all remaining rows."""
@@ -255,8 +275,12 @@ class Cursor(Closing, _Results):
         if self._raw is not None:
             await self._fill(-1)
         rows = self._rows
+        self._rows = ()
+        if type(rows) is list:  # the worker's own list, nobody else's: no copy
+            rows.reverse()
+            return rows
         out = list(rows)
-        rows.clear()
+        out.reverse()
         return out
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -269,9 +293,10 @@ class Cursor(Closing, _Results):
             if self._raw is None:
                 raise StopAsyncIteration
             await self._fill(self._grow())
+            rows = self._rows
             if not rows:
                 raise StopAsyncIteration
-        return rows.popleft()
+        return rows.pop()
 
     def _grow(self) -> int:
         n = self._chunk or self.iter_chunk_size * 2
@@ -293,7 +318,7 @@ class Cursor(Closing, _Results):
         """Close at once (nothing to wait for); returns an awaitable that is already done."""
         if not self._closed:
             self._closed = True
-            self._rows.clear()
+            self._rows = ()
             if self._raw is not None:
                 self._conn._worker.post(_release, self)
         return DONE

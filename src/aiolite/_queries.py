@@ -147,7 +147,7 @@ class RowStream:
     async def __anext__(self) -> Any:
         rows = self._res._rows
         if rows:
-            return rows.popleft()
+            return rows.pop()
         if self._done:
             raise StopAsyncIteration
         refill = self._started
@@ -164,9 +164,10 @@ class RowStream:
             raise
         if self._res._raw is None:  # the statement is over: give the reader back now
             self._finish()
+        rows = self._res._rows  # the refill may have replaced it
         if not rows:
             raise StopAsyncIteration
-        return rows.popleft()
+        return rows.pop()
 
     async def _fill(self) -> None:
         db = self._db
@@ -199,7 +200,7 @@ class RowStream:
 
     async def aclose(self) -> None:
         """Stop early: drop the buffered rows, end the statement, release the reader."""
-        self._res._rows.clear()
+        self._res._rows = ()
         self._finish()
 
     async def __aenter__(self) -> RowStream:
