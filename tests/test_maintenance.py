@@ -277,3 +277,26 @@ async def test_integrity_and_foreign_key_checks(db_path: Path) -> None:
         assert await db.integrity_check(quick=False) == []
         violations = await db.foreign_key_check()
     assert violations == [aiolite.ForeignKeyViolation("c", 11, "p", 0)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("optimize", [True, False])
+async def test_close_runs_pragma_optimize_unless_told_not_to(
+    tmp_path: Path, optimize: bool
+) -> None:
+    """PRAGMA optimize at close gathers statistics for the indexes the writer's queries
+    used (sqlite_stat1); optimize=False skips it."""
+    path = tmp_path / "o.db"
+    async with aiolite.open(path, optimize=optimize) as db:
+        await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k INT)")
+        await db.execute("CREATE INDEX t_k ON t(k)")
+        await db.executemany("INSERT INTO t(k) VALUES (?)", [(i % 50,) for i in range(2000)])
+        async with db.transaction() as tx:  # on the writer, whose close runs the PRAGMA
+            for k in range(5):
+                assert len(await tx.fetchall("SELECT id FROM t WHERE k = ?", (k,))) == 40
+    stats = rows(path, "SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'")
+    if optimize:
+        assert stats == [("sqlite_stat1",)]
+        assert rows(path, "SELECT tbl, idx FROM sqlite_stat1") == [("t", "t_k")]
+    else:
+        assert stats == []
