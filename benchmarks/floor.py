@@ -44,9 +44,6 @@ class _Pending:
     def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
         self.callback = (fn, context)
 
-    def done(self) -> bool:
-        return self.callback is None
-
     def result(self) -> Any:
         return self.value
 

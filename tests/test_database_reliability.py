@@ -400,3 +400,25 @@ def test_unclosed_database_does_not_hang_the_exit(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "left-open.db") as raw:
         assert raw.execute("SELECT x FROM t").fetchall() == [(1,)]
     raw.close()
+
+
+@pytest.mark.anyio
+async def test_open_on_a_file_locked_past_busy_timeout_says_what_to_do(tmp_path: Path) -> None:
+    """A set-up PRAGMA that stays refused past the timeout raises DatabaseLockedError (an
+    OperationalError that is_busy() recognises) naming the setting to change."""
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")  # rollback journal: nobody else may even read
+    try:
+        with pytest.raises(aiolite.DatabaseLockedError, match="busy_timeout= for") as opened:
+            await aiolite.open(path, busy_timeout=0.2)
+        assert aiolite.is_busy(opened.value)
+        assert isinstance(opened.value, sqlite3.OperationalError)
+        with pytest.raises(aiolite.DatabaseLockedError, match="timeout= for aiolite.connect"):
+            await aiolite.connect(path, timeout=0.2, pragmas={"journal_mode": "WAL"})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    async with aiolite.open(path) as db:  # released: it opens
+        assert db.journal_mode == "wal"

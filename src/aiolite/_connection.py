@@ -262,8 +262,8 @@ class Connection(Opening):
         if worker.connection is None or worker.deferred_error is not None:
             self._refuse()
         wakers = self._wakers
-        if running_loop() is wakers.loop:
-            return wakers.wait(worker, job)  # type: ignore[no-any-return]
+        if running_loop() is wakers.key:  # WakerCache.current(), inlined: the hot path
+            return wakers.waker.wait(worker, job)  # type: ignore[no-any-return]
         return wakers.current().wait(worker, job)
 
     def _refuse(self) -> NoReturn:

@@ -91,7 +91,8 @@ def _release(_: Any, res: _Results) -> None:
 
 
 def _start(conn: sqlite3.Connection, res: _Results, row_factory: RowFactory) -> sqlite3.Cursor:
-    _release(conn, res)
+    if res._raw is not None:  # a new cursor (db.execute) has nothing to release
+        _release(conn, res)
     res._rows = ()
     cur = conn.cursor()
     cur.row_factory = row_factory
@@ -114,30 +115,11 @@ def run_execute(
     row_factory: RowFactory,
     prefetch: int,
 ) -> Cursor:
-    # The hot path: _start, _finish and _read inlined (each call costs here).  Returns
-    # the cursor, so that db.execute() can await the waiter directly (see Execution).
-    if res._raw is not None:
-        _release(conn, res)
-    if res._rows:
-        res._rows = ()
-    cur = conn.cursor()
-    cur.row_factory = row_factory
+    # Returns the cursor, so that db.execute() can await the waiter directly (see
+    # Execution).
+    cur = _start(conn, res, row_factory)
     cur.execute(sql, params)  # type: ignore[arg-type]
-    res._description = description = cur.description  # built anew on every access
-    res._rowcount = cur.rowcount
-    res._lastrowid = cur.lastrowid
-    if description is not None:
-        try:
-            fetched = cur.fetchmany(prefetch)
-        except BaseException:
-            res._raw = None
-            raise
-        fetched.reverse()
-        if len(fetched) < prefetch:
-            res._rows = fetched  # the whole result: no new object, no refill to come
-        else:
-            res._rows = deque(fetched)
-            res._raw = cur
+    _finish(res, cur, prefetch)
     return res
 
 

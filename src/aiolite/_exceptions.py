@@ -27,7 +27,8 @@ _SQLITE_BUSY = 5
 
 
 def is_busy(exc: BaseException) -> bool:
-    """SQLITE_BUSY (any extended code): another connection holds a lock we need."""
+    """Whether ``exc`` is SQLITE_BUSY ("database is locked", any extended code): another
+    connection held a lock the statement needed.  For retry loops of your own."""
     if not isinstance(exc, sqlite3.OperationalError):
         return False
     code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
-from ._exceptions import is_busy
+from ._exceptions import DatabaseLockedError, is_busy
 
 __all__ = [
     "DEFAULT_PRAGMAS",
@@ -163,8 +163,15 @@ def run_pragma(conn: sqlite3.Connection, sql: str, timeout: float) -> Any:
             rows = conn.execute(sql).fetchall()
             return rows[0] if rows else None
         except sqlite3.OperationalError as exc:
-            if not is_busy(exc) or time.monotonic() + pause > deadline:
+            if not is_busy(exc):
                 raise
+            if time.monotonic() + pause > deadline:
+                raise DatabaseLockedError(
+                    f"database is locked: another connection kept this file locked for more "
+                    f"than {timeout:g}s while this one ran {sql!r} to set itself up. Look "
+                    "for a long transaction in another process, or wait longer: "
+                    "busy_timeout= for aiolite.open(), timeout= for aiolite.connect()"
+                ) from exc
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
 

@@ -281,9 +281,10 @@ def _cursor(conn: sqlite3.Connection, s: Session, sql: str, params: Parameters) 
 
 def _one(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, _: Any) -> Any:
     cur = _cursor(conn, s, sql, params)
-    if cur.description is None:
+    description = cur.description  # built anew on every access
+    if description is None:
         return None
-    cur.row_factory = s.factory(conn, sql, cur.description, shape)
+    cur.row_factory = s.factory(conn, sql, description, shape)
     row = cur.fetchone()
     cur.close()  # ends the statement, and with it the read snapshot
     return row
@@ -291,9 +292,10 @@ def _one(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any
 
 def _all(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, _: Any) -> Any:
     cur = _cursor(conn, s, sql, params)
-    if cur.description is None:
+    description = cur.description  # built anew on every access
+    if description is None:
         return []
-    cur.row_factory = s.factory(conn, sql, cur.description, shape)
+    cur.row_factory = s.factory(conn, sql, description, shape)
     return cur.fetchall()
 
 
@@ -303,11 +305,11 @@ def _val(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any
 
 
 def _write(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, _: Any) -> Any:
-    cur = conn.cursor()  # _cursor() inlined: db.execute() is a hot path
-    cur.execute(sql, params if s.types is None else s.types.adapt(params))  # type: ignore[arg-type]
+    cur = _cursor(conn, s, sql, params)
     rows = []
-    if cur.description is not None:  # RETURNING
-        cur.row_factory = s.factory(conn, sql, cur.description, shape)
+    description = cur.description  # built anew on every access
+    if description is not None:  # RETURNING
+        cur.row_factory = s.factory(conn, sql, description, shape)
         rows = cur.fetchall()
     return WriteResult(cur.lastrowid, cur.rowcount, rows)
 

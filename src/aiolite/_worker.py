@@ -261,10 +261,8 @@ class Worker:
         while True:
             if held:
                 if empty():
-                    if len(held) == 1:
-                        job, ok, value = held.pop()
-                        job.waker.deliver(job.waiter, ok, value)  # type: ignore[union-attr]
-                        del job, value
+                    if len(held) == 1:  # the usual case: one outcome, one wake-up
+                        _hand_over(*held.pop())
                     else:
                         self._hand_over_held(held)
                     job = get()
@@ -332,10 +330,6 @@ class Worker:
     @staticmethod
     def _hand_over_held(held: list[tuple[Job, bool, Any]]) -> None:
         """Push every held outcome, then wake each loop involved once."""
-        if len(held) == 1:
-            job, ok, value = held.pop()
-            _hand_over(job, ok, value)
-            return
         wakers = []
         for job, ok, value in held:
             waker = job.waker

@@ -20,40 +20,36 @@ __all__ = ["Waker", "WakerCache", "current_task", "make_lock", "make_semaphore",
 
 _NO_LOOP = object()
 
-#: The running asyncio loop or None (one C call): the hot path compares it to WakerCache.loop.
+#: The running asyncio loop or None (one C call): the hot path compares it to WakerCache.key.
 running_loop = _get_running_loop
 
 
 class WakerCache:
-    """Remembers the waker of the loop an object was last used from.
+    """Remembers the waker of the loop (or trio run) an object was last used from.
 
     One connection is normally used from one loop, so this is a one-entry cache; use from
     another loop (or thread) simply builds a new waker.  The hot path reads it without a
-    call of its own: ``cache.wait(worker, job) if running_loop() is cache.loop``.
+    call of its own: ``cache.waker.wait(...) if running_loop() is cache.key``.
     """
 
-    __slots__ = ("_key", "_waker", "loop", "wait")
+    __slots__ = ("key", "waker")
 
     def __init__(self) -> None:
-        self._key: Any = None
-        self._waker: Waker | None = None
-        #: The asyncio loop last used (never None), and its waker's ``wait``.
-        self.loop: Any = _NO_LOOP
-        self.wait: Any = None
+        #: The asyncio loop or trio token last used; never None, so that ``running_loop()``
+        #: (None under trio) cannot match it by accident.
+        self.key: Any = _NO_LOOP
+        self.waker: Any = None
 
     def current(self) -> Waker:
         loop = _get_running_loop()
         if loop is not None:
-            waker = self._waker
-            if loop is self._key and waker is not None:
-                return waker
-            waker = waker_for(loop)
-            self.loop, self.wait = loop, waker.wait
-            return self._remember(loop, waker)
+            if loop is self.key:
+                return self.waker  # type: ignore[no-any-return]
+            return self._remember(loop, waker_for(loop))
         return self._current_trio()
 
     def _remember(self, key: AbstractEventLoop | object, waker: Waker) -> Waker:
-        self._key, self._waker = key, waker
+        self.key, self.waker = key, waker
         return waker
 
     def _current_trio(self) -> Waker:
@@ -65,9 +61,8 @@ class WakerCache:
             except RuntimeError:
                 pass
             else:
-                waker = self._waker
-                if token is self._key and waker is not None:
-                    return waker
+                if token is self.key:
+                    return self.waker  # type: ignore[no-any-return]
                 return self._remember(token, TrioWaker(token))
         raise NoEventLoopError(
             "aiolite was called outside an async event loop; "
@@ -87,26 +82,25 @@ def _running_trio() -> bool:
     return True
 
 
-def make_lock() -> Any:
-    """A FIFO lock of the running library (asyncio.Lock or trio.Lock; both hand over fairly)."""
+def _primitives() -> Any:
+    """The module whose Lock and Semaphore fit the running library: trio or asyncio."""
     if _get_running_loop() is None and _running_trio():
         import trio
 
-        return trio.Lock()
+        return trio
     import asyncio
 
-    return asyncio.Lock()
+    return asyncio
+
+
+def make_lock() -> Any:
+    """A FIFO lock of the running library (asyncio.Lock or trio.Lock; both hand over fairly)."""
+    return _primitives().Lock()
 
 
 def make_semaphore(value: int) -> Any:
     """A FIFO semaphore of the running library."""
-    if _get_running_loop() is None and _running_trio():
-        import trio
-
-        return trio.Semaphore(value)
-    import asyncio
-
-    return asyncio.Semaphore(value)
+    return _primitives().Semaphore(value)
 
 
 def current_task() -> Any:

@@ -158,18 +158,14 @@ class Waiter:
         self._state = _DONE if ok else _FAILED
         self._value = value
         self._worker = self._job = None
-        fn = self._callback
-        if fn is None:
+        if self._callback is None:
             return
-        context = self._context
-        if self._more is None:  # the usual case: the one Task wake-up
-            self._callback = self._context = None
-            if context is None:
-                fn(self)
-            else:
-                context.run(fn, self)
-            return
-        for fn, context in self._take_callbacks():
+        # Usually one callback, the Task's wake-up: no list is made for it.
+        callbacks = (
+            ((self._callback, self._context),) if self._more is None else self._take_callbacks()
+        )
+        self._callback = self._context = self._more = None
+        for fn, context in callbacks:
             if context is None:
                 fn(self)
             else:
@@ -179,19 +175,14 @@ class Waiter:
 _Outcome = tuple[Waiter, bool, Any]
 
 
-def _settle(pending: deque[_Outcome]) -> None:
-    while pending:
-        waiter, ok, value = pending.popleft()
-        waiter.settle(ok, value)
-
-
 class _AsyncioWaker:
-    __slots__ = ("__weakref__", "_loop", "_pending", "_scheduled")
+    __slots__ = ("__weakref__", "_loop", "_pending", "_rfd", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
         self._pending: deque[_Outcome] = deque()
         self._scheduled = False
+        self._rfd: int | None = None  # FdWaker's signal, read by _drain
 
     def push(self, waiter: Waiter, ok: bool, value: Any) -> None:
         self._pending.append((waiter, ok, value))
@@ -199,19 +190,34 @@ class _AsyncioWaker:
     def wake(self) -> None:
         if self._scheduled:  # a wake-up is on its way and takes everything pushed
             return
-        loop = self._loop()
-        if loop is None or loop.is_closed():  # nobody is left to wake
-            self._pending.clear()
-            return
         self._scheduled = True
-        self._signal(loop)
+        self._signal()
 
-    def _signal(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _signal(self) -> None:
+        """Make the loop run _drain soon (from any thread)."""
         raise NotImplementedError
 
     def deliver(self, waiter: Waiter, ok: bool, value: Any) -> None:
-        self.push(waiter, ok, value)
+        self._pending.append((waiter, ok, value))  # push(), without its call
         self.wake()
+
+    def _drain(self) -> None:
+        """Loop thread: settle every pushed outcome (each resumes its task at once).
+
+        Consume the signal (FdWaker's) before clearing the flag, and clear the flag before
+        draining: an outcome appended at any point is either drained here or signals again.
+        """
+        rfd = self._rfd
+        if rfd is not None:
+            try:
+                os.read(rfd, 4096)
+            except OSError:
+                pass
+        self._scheduled = False
+        pending = self._pending
+        while pending:
+            waiter, ok, value = pending.popleft()
+            waiter.settle(ok, value)
 
     def wait(self, worker: Worker, job: Job) -> Waiter:
         loop = self._loop()
@@ -226,20 +232,18 @@ class _AsyncioWaker:
 class CallSoonWaker(_AsyncioWaker):
     __slots__ = ()
 
-    def _signal(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _signal(self) -> None:
+        loop = self._loop()
         try:
+            if loop is None:
+                raise RuntimeError("the loop is gone")
             loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # closed between the check and the call
+        except RuntimeError:  # the loop is closed: nobody is left to wake
             self._pending.clear()
-
-    def _drain(self) -> None:
-        # Clear the flag first: an outcome appended after this line schedules a new drain.
-        self._scheduled = False
-        _settle(self._pending)
 
 
 class FdWaker(_AsyncioWaker):
-    __slots__ = ("_rfd", "_wfd")
+    __slots__ = ("_wfd",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
@@ -255,41 +259,20 @@ class FdWaker(_AsyncioWaker):
             self._close_fds()
             raise
 
-    def _signal(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _signal(self) -> None:
+        # No check for a closed loop here (it would be a Python call per round trip): an
+        # outcome for a loop closed meanwhile waits in _pending, and goes with the waker.
         try:
             os.write(self._wfd, _SIGNAL)
         except OSError:  # a full pipe is already readable: the loop will wake
             pass
 
-    def deliver(self, waiter: Waiter, ok: bool, value: Any) -> None:
-        # push() + wake() in one call: the worker's path for a single outcome.  It skips
-        # wake()'s check for a closed loop (a Python call per round trip): an outcome for a
-        # loop closed meanwhile only waits in _pending, with the waker, to be collected.
-        self._pending.append((waiter, ok, value))
-        if self._scheduled:
-            return
-        self._scheduled = True
-        try:
-            os.write(self._wfd, _SIGNAL)
-        except OSError:
-            pass
-
-    def _drain(self) -> None:
-        # Consume the signal before clearing the flag, and clear the flag before draining:
-        # an outcome appended at any point is either drained here or signals again.
-        try:
-            os.read(self._rfd, 4096)
-        except OSError:
-            pass
-        self._scheduled = False
-        pending = self._pending
-        while pending:
-            waiter, ok, value = pending.popleft()
-            waiter.settle(ok, value)
-
     def _close_fds(self) -> None:
-        os.close(self._rfd)
-        if self._wfd != self._rfd:
+        rfd, self._rfd = self._rfd, None
+        if rfd is None:  # never opened, or closed already
+            return
+        os.close(rfd)
+        if self._wfd != rfd:
             os.close(self._wfd)
 
     def __del__(self) -> None:

@@ -73,7 +73,6 @@ _NO_BEGIN = frozenset(
     {"PRAGMA", "VACUUM", "ATTACH", "DETACH", "BEGIN", "COMMIT", "END", "ROLLBACK"}
 )
 _memory_names = itertools.count(1)
-_SQLITE_BUSY = 5  # the primary result code; extended codes keep it in the low byte
 
 
 def _needs_begin(sql: str) -> bool:
@@ -84,11 +83,6 @@ def _needs_begin(sql: str) -> bool:
 def _is_write(sql: str) -> bool:
     m = _KEYWORD.match(sql)
     return m is not None and m.group(1).upper() in ("INSERT", "UPDATE", "DELETE", "REPLACE")
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
-    return (code & 0xFF) == _SQLITE_BUSY if code is not None else "locked" in str(exc)
 
 
 def _upgrade_refused(exc: sqlite3.OperationalError) -> sqlite3.OperationalError:
@@ -156,7 +150,8 @@ class AioliteCursor:
             else:
                 cursor = await driver.execute(sql, () if params is None else params)
         except sqlite3.OperationalError as exc:
-            if began_before and conn.begin_mode == "deferred" and _is_write(sql) and _is_busy(exc):
+            deferred = began_before and conn.begin_mode == "deferred"
+            if deferred and _is_write(sql) and aiolite.is_busy(exc):
                 raise _upgrade_refused(exc) from exc
             raise
         self.description = cursor.description
