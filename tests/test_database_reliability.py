@@ -415,7 +415,7 @@ async def test_open_on_a_file_locked_past_busy_timeout_says_what_to_do(tmp_path:
             await aiolite.open(path, busy_timeout=0.2)
         assert aiolite.is_busy(opened.value)
         assert isinstance(opened.value, sqlite3.OperationalError)
-        with pytest.raises(aiolite.DatabaseLockedError, match="timeout= for aiolite.connect"):
+        with pytest.raises(aiolite.DatabaseLockedError, match=r"timeout= for aiolite\.connect"):
             await aiolite.connect(path, timeout=0.2, pragmas={"journal_mode": "WAL"})
     finally:
         holder.execute("ROLLBACK")
