@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 PYENV_ROOT ?= /root/.pyenv
 ALL_PYTHONS = $(foreach v,3.9 3.10 3.11 3.12 3.13,$(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(v).*/bin/python))))
 
-.PHONY: demo test test-sqlalchemy test-all lint bench docs clean
+.PHONY: demo test test-sqlalchemy test-all soak lint bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 # SQLAlchemy's dialect compliance suite on sqlite+aiolite, compared with sqlite+aiosqlite.
 test-sqlalchemy: $(STAMP)
 	$(PY) tests/sqlalchemy_suite/run.py
+
+# The chaos suite at length: 20 seeds per backend, 5 s each (tests/test_chaos.py).
+soak: $(STAMP)
+	CHAOS_SEEDS=$${CHAOS_SEEDS:-20} CHAOS_SECONDS=$${CHAOS_SECONDS:-5} \
+	  $(PY) -m pytest -q -p no:randomly --timeout 600 tests/test_chaos.py
 
 test-all:
 	@set -e; for py in $(ALL_PYTHONS); do \

@@ -75,7 +75,8 @@ async def test_cancelled_write_leaves_no_implicit_transaction(db_path: Path) -> 
 
 
 async def test_cancel_inside_explicit_transaction_rolls_it_back(db_path: Path) -> None:
-    """SQLite rolls back the whole transaction when a write in it is interrupted."""
+    """A write cancelled in a transaction loses it whole; later statements are refused
+    (they would commit half of it) until rollback()."""
     async with aiolite.connect(db_path, isolation_level=None) as db:
         await db.execute("CREATE TABLE t (x)")
         await db.execute("BEGIN")
@@ -83,7 +84,11 @@ async def test_cancel_inside_explicit_transaction_rolls_it_back(db_path: Path) -
         with anyio.move_on_after(0.2) as scope:
             await db.execute(f"INSERT INTO t {ENDLESS}")
         assert scope.cancelled_caught
-        # The next operation runs after the interrupted one has ended (FIFO): synchronize.
+        with pytest.raises(sqlite3.OperationalError, match=r"(?i)call rollback"):
+            await db.execute("INSERT INTO t VALUES (2)")
+        with pytest.raises(sqlite3.OperationalError, match=r"(?i)call rollback"):
+            await db.commit()
+        await db.rollback()
         assert await db.execute_fetchall("SELECT count(*) FROM t") == [(0,)]
         assert not db.in_transaction
 
@@ -173,10 +178,8 @@ async def test_cancelled_close_still_closes(db_path: Path) -> None:
         await db.execute("SELECT 1")
 
 
-async def test_shielded_job_is_not_interrupted() -> None:
-    """A shielded job (a COMMIT, a refill) that is running when cancelled runs to its end."""
-    import threading
-
+async def test_pure_shielded_job_is_left_at_once_and_runs_to_its_end() -> None:
+    """A running refill (shielded, no effects) is never aborted; the task leaves at once."""
     from aiolite._worker import Job, Worker
 
     worker = Worker()
@@ -189,22 +192,50 @@ async def test_shielded_job_is_not_interrupted() -> None:
         release.wait(5)
         done.append("finished")
 
-    job = Job(job_fn, (), shielded=True)
+    job = Job(job_fn, (), shielded=True, pure=True)
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
-
-            async def cancel_once_running() -> None:
-                await anyio.to_thread.run_sync(started.wait, 5)
-                scope.cancel()
-
-            tg.start_soon(cancel_once_running)
+            tg.start_soon(cancel_when_set, started, scope)
             await worker_wait(worker, job)
     assert scope.cancelled_caught
-    assert worker.interrupts == 0  # a shielded job is never interrupted
+    assert not worker.aborting  # a shielded job is never aborted
+    assert done == []  # the task did not wait for it
     release.set()
     worker.stop()
     assert worker.join(5)
     assert done == ["finished"]
+
+
+async def test_cancel_of_a_running_commit_reports_that_it_happened() -> None:
+    """A shielded job with effects (a COMMIT) that is running when cancelled: the task gets
+    its result, and the cancellation at its next checkpoint."""
+    from aiolite._worker import Job, Worker
+
+    worker = Worker()
+    worker.start()
+    started = threading.Event()
+
+    def job_fn(_: object) -> str:
+        started.set()
+        time.sleep(0.2)
+        return "committed"
+
+    got: list[str] = []
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cancel_when_set, started, scope)
+            got.append(await worker_wait(worker, Job(job_fn, (), shielded=True)))
+            await anyio.sleep(1)  # the next checkpoint: the cancellation lands here
+            got.append("not cancelled")
+    assert scope.cancelled_caught
+    assert got == ["committed"]
+    worker.stop()
+    assert worker.join(5)
+
+
+async def cancel_when_set(started: threading.Event, scope: anyio.CancelScope) -> None:
+    await anyio.to_thread.run_sync(started.wait, 5)
+    scope.cancel()
 
 
 async def worker_wait(worker: Any, job: Any) -> Any:

@@ -284,8 +284,11 @@ async def test_cancel_storm_on_transactions(db_path: Path) -> None:
     assert set(counts.values()) <= {group_size}  # whole groups only
     assert 0 < len(counts) < 300  # some committed, some were cancelled
     assert cut_midway > 30
-    assert stats.rollbacks >= cut_midway
+    # A cut whose statement (or COMMIT) was already running when the cancel came finishes:
+    # that transaction may commit whole.  Every other one rolled back.
+    assert stats.rollbacks >= cut_midway // 2
     assert stats.transactions == len(counts)
+    assert stats.transactions + stats.rollbacks <= 300  # some never got the writer
 
 
 @pytest.mark.anyio

@@ -140,3 +140,41 @@ async def test_close_joins_thread(db_path: Path) -> None:
     await db.close()
     assert not thread.is_alive()
     assert not db._running
+
+
+@pytest.mark.parametrize("how", ["connect", "open"])
+def test_unclosed_connection_leaves_the_file_alone_complete(tmp_path: Path, how: str) -> None:
+    """Exit without close(): the WAL is merged into the file and removed, so the database
+    file copied alone holds every committed row (how SQLite files are backed up and shipped)."""
+    body = f"""
+        import asyncio, warnings
+        import aiolite
+        warnings.simplefilter("ignore", ResourceWarning)
+        keep = []
+        async def main():
+            if {how!r} == "connect":
+                db = await aiolite.connect("app.db", pragmas={{"journal_mode": "WAL"}})
+                await db.execute("CREATE TABLE t (x)")
+                await db.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+                await db.commit()
+            else:
+                db = await aiolite.open("app.db")
+                await db.execute("CREATE TABLE t (x)")
+                await db.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+                await db.fetchval("SELECT count(*) FROM t")
+            keep.append(db)
+        asyncio.run(main())
+        print("done")
+    """
+    rc, err, _ = run(tmp_path, body)
+    assert (rc, err) == (0, "")
+    assert not (tmp_path / "app.db-wal").exists()
+    import shutil
+    import sqlite3
+
+    shutil.copy(tmp_path / "app.db", tmp_path / "copy.db")
+    conn = sqlite3.connect(tmp_path / "copy.db")
+    try:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+    finally:
+        conn.close()

@@ -34,7 +34,7 @@ from ._types import (
     TextFactory,
     TraceCallback,
 )
-from ._worker import Job, Worker, close_connection
+from ._worker import Job, Worker, close_connection, lost_transaction_error
 
 __all__ = ["Connection", "ConnectionStatistics", "connect"]
 
@@ -76,6 +76,23 @@ def _open(_: None, worker: Worker, connector: Connector) -> tuple[Any, ...]:
 
 def _method(conn: sqlite3.Connection, name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
     return getattr(conn, name)(*args, **kw)
+
+
+def _commit(conn: sqlite3.Connection, worker: Worker) -> None:
+    if worker.lost_transaction:
+        raise lost_transaction_error()
+    conn.commit()
+
+
+def _rollback(conn: sqlite3.Connection, worker: Worker) -> None:
+    conn.rollback()
+    worker.lost_transaction = False
+
+
+def _set_progress_handler(
+    conn: sqlite3.Connection, worker: Worker, handler: Optional[ProgressHandler], n: int
+) -> None:
+    worker.set_progress_handler(conn, handler, n)
 
 
 def _setattr(conn: sqlite3.Connection, name: str, value: Any) -> None:
@@ -335,17 +352,28 @@ class Connection(Opening):
         return await self._call_stmt(sql, fn, sql, params, self._row_factory)
 
     async def commit(self) -> None:
-        """Commit the current transaction. 1 round trip."""
-        await self._call(_method, "commit", (), {})
+        """Commit the current transaction. 1 round trip.
+
+        Raises ``sqlite3.OperationalError`` if SQLite rolled the transaction back because a
+        write in it was cancelled: committing what came after would commit half of it.
+        **Cancellation**: a COMMIT that started is never interrupted; it either happened
+        (the call returns and the cancellation comes at the next await) or did not.
+        """
+        await self._call_job(Job(_commit, (self._worker,), shielded=True))
 
     async def rollback(self) -> None:
-        """Roll back the current transaction. 1 round trip."""
-        await self._call(_method, "rollback", (), {})
+        """Roll back the current transaction (and clear a lost-transaction state). 1 round trip."""
+        await self._call(_rollback, self._worker)
 
     async def interrupt(self) -> None:
-        """Abort the statement running now, from any task. 0 round trips."""
-        self._check_open()
-        self._worker.interrupt()
+        """Abort the statement running now, from any task. 0 round trips.
+
+        Only that statement: other cursors of the connection keep their rows.  Works while
+        a close() waits behind that statement, too.
+        """
+        if self._worker.connection is None:
+            raise self._not_open_error()
+        self._worker.abort_running()
 
     # ---- settings read without crossing threads ----
 
@@ -458,8 +486,12 @@ class Connection(Opening):
         await self._invoke("set_authorizer", authorizer_callback)
 
     async def set_progress_handler(self, handler: Optional[ProgressHandler], n: int) -> None:
-        """Call ``handler`` every ``n`` VM instructions; a true return aborts the statement."""
-        await self._invoke("set_progress_handler", handler, n)
+        """Call ``handler`` every ``n`` VM instructions; a true return aborts the statement.
+
+        It runs beside aiolite's own handler (which aborts cancelled statements), not
+        instead of it.
+        """
+        await self._call(_set_progress_handler, self._worker, handler, n)
 
     async def set_trace_callback(self, handler: Optional[TraceCallback]) -> None:
         """Call ``handler`` with the text of each statement executed."""

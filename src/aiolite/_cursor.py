@@ -288,7 +288,7 @@ class Cursor(Closing, _Results):
     async def _fill(self, n: int) -> None:
         # Shielded: interrupting a refill would abort the statement and lose the rows not
         # yet read; a cancelled refill instead finishes into the buffer, so none are skipped.
-        await self._conn._call_job(Job(run_fetch, (self, n), shielded=True))
+        await self._conn._call_job(Job(run_fetch, (self, n), shielded=True, pure=True))
 
     # -- lifecycle --
 

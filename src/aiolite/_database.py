@@ -19,6 +19,7 @@ import warnings
 from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Optional
 
 from ._adapters import DEFAULT as DEFAULT_TYPES
@@ -96,6 +97,11 @@ def _open_member(
     conn, journal = connect_member(location, statements, **kw)
     worker.adopt(conn)
     return journal, main_file(conn)
+
+
+def _reconnect(location: Location, statements: list[str], kw: dict[str, Any]) -> sqlite3.Connection:
+    """A replacement for a connection that could not roll back (worker thread)."""
+    return connect_member(location, statements, **kw)[0]
 
 
 def _optimize(conn: sqlite3.Connection) -> None:
@@ -205,6 +211,7 @@ class Database(Queries, Opening):
                 m.worker.start()
                 args = (m.worker, self._location, self._statements, kw)
                 journal, path = await self._call(m, _open_member, *args)
+                m.session.reopen = partial(_reconnect, self._location, self._statements, kw)
                 if not reader:
                     self.journal_mode = journal
                     m.session.wal_path = f"{path}-wal" if path else ""
@@ -230,16 +237,16 @@ class Database(Queries, Opening):
         already queued on a reader run first.  **Cancellation**: the connections still close
         (in the background).
         """
-        if self._closed:
-            return
         if not self._opened:
             self._closing = self._closed = True
             return
         self._closing = True
         try:
+            # In turn with the transactions still running; a second close() waits here for
+            # the first one, then only waits for the threads.
             await self._gate.acquire("db.close()")
             try:
-                if self._optimize:
+                if self._optimize and not self._closed:
                     await self._call(self._writer, _optimize)
             finally:
                 self._gate.release()
@@ -287,8 +294,11 @@ class Database(Queries, Opening):
                 )
             raise self._closed_error()
 
-    async def _call(self, m: Member, fn: Any, *args: Any, final: bool = False) -> Any:
-        return await self._wakers.current().wait(m.worker, Job(fn, args, final=final))
+    async def _call(
+        self, m: Member, fn: Any, *args: Any, final: bool = False, pure: bool = False
+    ) -> Any:
+        job = Job(fn, args, final=final, pure=pure)
+        return await self._wakers.current().wait(m.worker, job)
 
     # ---- reads: on the reader pool ----
 
@@ -317,7 +327,8 @@ class Database(Queries, Opening):
     async def _run_plain(self, m: Member, mode: int, sql: str, params: Any, shape: Any) -> Any:
         m.inflight += 1
         try:
-            job = Job(run, (m.session, None, mode, sql, params, shape, PLAIN), key=sql)
+            # Pure: a read has no effects, so a cancelled one is abandoned at once.
+            job = Job(run, (m.session, None, mode, sql, params, shape, PLAIN), key=sql, pure=True)
             return await self._wakers.current().wait(m.worker, job)
         finally:
             m.inflight -= 1
@@ -389,7 +400,7 @@ class Database(Queries, Opening):
         self._check_open()
         m = await self._pool.reserve()
         try:
-            return await self._call(m, fn, *args)
+            return await self._call(m, fn, *args, pure=True)
         finally:
             self._pool.unreserve(m)
 

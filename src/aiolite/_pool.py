@@ -14,7 +14,7 @@ from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
-from ._backends import make_semaphore
+from ._backends import LoopBound, make_semaphore
 from ._queries import Attached
 from ._statements import PLAIN, Session, end_read
 from ._worker import Worker
@@ -49,7 +49,8 @@ class ReaderPool:
     def __init__(self, members: list[Member]) -> None:
         self.members = members
         self.reserved = 0
-        self._slots: Any = None  # a FIFO semaphore of the running library, made on first use
+        self._slots: Any = None  # a FIFO semaphore of the loop using the pool now
+        self._bound = LoopBound()
 
     def pick(self) -> Optional[Member]:
         """The first unreserved reader below SPREAD_AT jobs, else the least busy one.
@@ -66,8 +67,10 @@ class ReaderPool:
         return best
 
     async def reserve(self) -> Member:
-        if self._slots is None:
-            self._slots = make_semaphore(len(self.members))
+        n = len(self.members)
+        self._slots = self._bound.get(
+            lambda: make_semaphore(n), self.reserved == 0, "the Database's reader pool"
+        )
         await self._slots.acquire()
         for m in self.members:
             if not m.reserved:
@@ -77,9 +80,19 @@ class ReaderPool:
         raise AssertionError("the semaphore and the reserved flags disagree")
 
     def unreserve(self, m: Member) -> None:
+        """Loop thread: give a reserved reader back."""
         m.reserved = False
         self.reserved -= 1
         self._slots.release()
+
+    def unreserve_soon(self, m: Member) -> None:
+        """Any thread (a finalizer): give the reader back on the loop that owns the pool.
+
+        If that loop is gone, nobody waits on its semaphore; only the flags are reset.
+        """
+        if not self._bound.call_soon(lambda: self.unreserve(m)):
+            m.reserved = False
+            self.reserved -= 1
 
 
 class ReadSession(Attached):
@@ -115,7 +128,7 @@ class ReadSession(Attached):
         if m is None:
             return
         if self._ops:
-            m.worker.post(end_read)
+            m.worker.post(end_read, m.session)
         self._db._pool.unreserve(m)
 
     def _live(self) -> Member:

@@ -107,7 +107,10 @@ class Attached(Queries):
     ) -> Any:  # fmt: skip
         self._ops += 1
         args = (m.session, self._pending, mode, sql, params, shape, tx)
-        job = Job(run, args, key=sql, shielded=shielded)
+        # A statement of a transaction or a snapshot is pure: a cancel rolls the whole
+        # transaction back, so none of its effects outlive the cancel and the task may
+        # leave at once.  Only the COMMIT (shielded) must report what happened.
+        job = Job(run, args, key=sql, shielded=shielded, pure=not shielded)
         return await self._db._wakers.current().wait(m.worker, job)
 
 
@@ -182,10 +185,10 @@ class RowStream:
         else:
             assert self._member is not None
             # Shielded, as Cursor refills: a cancel must not abort the statement mid-stream.
-            job = Job(run_fetch, (self._res, self._chunk), shielded=True)
+            job = Job(run_fetch, (self._res, self._chunk), shielded=True, pure=True)
         await db._wakers.current().wait(self._member.worker, job)
 
-    def _finish(self) -> None:
+    def _finish(self, finalizing: bool = False) -> None:
         if self._done:
             return
         self._done = True
@@ -196,7 +199,10 @@ class RowStream:
             m.worker.post(_release, self._res)
         if self._owns:
             self._member = None
-            self._db._pool.unreserve(m)
+            if finalizing:  # any thread, any moment: the loop does it
+                self._db._pool.unreserve_soon(m)
+            else:
+                self._db._pool.unreserve(m)
 
     async def aclose(self) -> None:
         """Stop early: drop the buffered rows, end the statement, release the reader."""
@@ -211,7 +217,7 @@ class RowStream:
 
     def __del__(self) -> None:
         try:
-            self._finish()
+            self._finish(finalizing=True)
         except Exception:  # interpreter shutdown: the exit hook closes the connections
             pass
 

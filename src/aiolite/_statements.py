@@ -13,6 +13,11 @@ the job every Database operation submits; it
 
 Busy handling: only ``BEGIN IMMEDIATE`` (and ``COMMIT``, which leaves the transaction
 intact when it fails busy) are ever retried; a statement that may have had effects never is.
+
+Fail-stop: every job that starts a transaction first checks that the connection is outside
+one (:meth:`Session.settle`).  A transaction left open (a ROLLBACK that failed) is rolled
+back; if it cannot be, the connection is closed and opened again, so no job ever runs inside
+a transaction that is not its own.
 """
 
 from __future__ import annotations
@@ -51,7 +56,6 @@ __all__ = [
     "StatementEvent",
     "WriteResult",
     "end_read",
-    "end_transaction",
     "rollback",
     "run",
 ]
@@ -142,6 +146,10 @@ class Session:
         self.wal_path = ""
         self.wal_truncations = 0
         self._commits = 0
+        #: Opens a replacement connection (set by the Database); see settle().
+        self.reopen: Optional[Callable[[], sqlite3.Connection]] = None
+        #: Connections replaced because a transaction could not be rolled back.
+        self.replaced = 0
         self._plans: dict[tuple[str, Any], RowPlan] = {}
         self._schema_version = -1
         self._decltypes: dict[str, Optional[str]] = {}
@@ -191,6 +199,47 @@ class Session:
     def params(self, params: Parameters) -> Parameters:
         return params if self.types is None else self.types.adapt(params)
 
+    # -- transactions --
+
+    def settle(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """Make sure ``conn`` is outside any transaction; return the connection to use.
+
+        ROLLBACK whatever is open; if SQLite refuses, close the connection (SQLite rolls
+        back on close) and open a new one in its place.  Raises only if that fails too.
+        """
+        if not conn.in_transaction:
+            return conn
+        error: Optional[BaseException] = None
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            error = exc
+        if not _in_transaction(conn):  # (a call: mypy would keep the narrowing from above)
+            return conn
+        logger.error(
+            "%s: ROLLBACK failed (%s); closing the connection and opening a new one",
+            self.role,
+            error,
+        )
+        worker = self.worker
+        with worker._lock:
+            worker.connection = None
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+        if self.reopen is None:
+            raise sqlite3.OperationalError(
+                f"{self.role}: a transaction could not be rolled back ({error}) and the "
+                "connection was closed; open the database again"
+            )
+        new = self.reopen()
+        worker.adopt(new)
+        self.replaced += 1
+        self._plans.clear()
+        self._schema_version = -1
+        return new
+
     # -- locks --
 
     def begin(self, conn: sqlite3.Connection) -> None:
@@ -229,15 +278,13 @@ class Session:
     def _retry_busy(self, conn: sqlite3.Connection, sql: str) -> None:
         """Retry ``sql`` after a first attempt found the database busy."""
         # SQLite's own busy handler waits up to one slice per attempt (see _pragmas), so
-        # this loop never spins; an interrupt (a cancel) or the deadline ends it.
+        # this loop never spins; an abort (a cancel) or the deadline ends it.
         worker = self.worker
-        interrupts = worker.interrupts
         deadline = time.monotonic() + self.busy_timeout
         attempts = 1
         while True:
             self.busy_retries += 1
-            if worker.interrupts != interrupts:
-                raise sqlite3.OperationalError("interrupted while waiting for the write lock")
+            worker.check_abort("waiting for the write lock")
             if time.monotonic() >= deadline:
                 raise DatabaseLockedError(
                     f"database is locked: another connection held the write lock for more "
@@ -271,6 +318,10 @@ class Session:
                 self.hook(StatementEvent(sql, params, duration, self.role, error))
             except Exception:  # a broken hook must not break the statement
                 logger.exception("the on_statement hook raised")
+
+
+def _in_transaction(conn: sqlite3.Connection) -> bool:
+    return conn.in_transaction
 
 
 def _cursor(conn: sqlite3.Connection, s: Session, sql: str, params: Parameters) -> sqlite3.Cursor:
@@ -327,9 +378,10 @@ def _script(conn: sqlite3.Connection, s: Session, sql: str, _p: Any, _s: Any, _x
     try:
         conn.executescript(sql)
     finally:
-        conn.execute(f"PRAGMA busy_timeout={writer_slice_ms(s.busy_timeout)}")
         # Nothing stays open: a script that failed half-way, or forgot its COMMIT.
-        left_open = end_transaction(conn, "ROLLBACK")
+        left_open = conn.in_transaction
+        conn = s.settle(conn)
+        conn.execute(f"PRAGMA busy_timeout={writer_slice_ms(s.busy_timeout)}")
     if left_open:
         raise sqlite3.OperationalError(
             "the script began a transaction and did not end it, so it was rolled back: "
@@ -378,16 +430,21 @@ def run(
     error: Optional[BaseException] = None
     try:
         if pending:
+            if pending[0] is BEGIN:
+                conn = s.settle(conn)
             s.drain(conn, pending)
         if tx == AUTOCOMMIT:
+            conn = s.settle(conn)
             s.begin(conn)
             try:
                 value = _MODES[mode](conn, s, sql, params, shape, extra)
                 s.commit(conn)
             except BaseException:
-                end_transaction(conn, "ROLLBACK")
+                s.settle(conn)
                 raise
             return value
+        if mode == SCRIPT:
+            conn = s.settle(conn)
         if tx == TX and not conn.in_transaction:
             raise sqlite3.OperationalError(
                 "the transaction is no longer open: SQLite rolled it back (an interrupted "
@@ -427,25 +484,23 @@ def _explain(exc: sqlite3.Error, role: str) -> None:
         exc.args = (f"{text} ({hint})",)
 
 
-def end_transaction(conn: sqlite3.Connection, sql: str) -> bool:
-    """COMMIT or ROLLBACK whatever is open; False if nothing was.  Never raises: it runs
-    where the connection may be closing or broken (SQLite rolls back on close anyway)."""
-    if conn is None or not conn.in_transaction:
-        return False
-    try:
-        conn.execute(sql)
-    except sqlite3.Error:
-        pass
-    return True
+def rollback(conn: sqlite3.Connection, s: Session, pending: Optional[deque[str]] = None) -> None:
+    """End a transaction that will not commit (posted: nobody waits for it).
 
-
-def rollback(conn: sqlite3.Connection, pending: Optional[deque[str]] = None) -> None:
-    """End a transaction that will not commit (posted: nobody waits for it)."""
+    Never swallowed: if the ROLLBACK fails, the connection is replaced (Session.settle).
+    """
     if pending is not None:
         pending.clear()
-    end_transaction(conn, "ROLLBACK")
+    if conn is not None:
+        s.settle(conn)
 
 
-def end_read(conn: sqlite3.Connection) -> None:
+def end_read(conn: sqlite3.Connection, s: Session) -> None:
     """End a read session's snapshot (posted), so checkpoints can reset the WAL past it."""
-    end_transaction(conn, "COMMIT")
+    if conn is None or not conn.in_transaction:
+        return
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        pass
+    s.settle(conn)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
-from ._backends import current_task, make_lock
+from ._backends import LoopBound, current_task, make_lock
 from ._queries import DEFAULT, Attached
 from ._statements import BEGIN, COMMIT, MANY, TX, WRITE, WriteResult, rollback
 from ._types import Parameters
@@ -40,7 +40,8 @@ class WriterGate:
     """The FIFO queue for the writer, with the counters ``statistics()`` reports."""
 
     def __init__(self) -> None:
-        self._lock: Any = None  # asyncio.Lock or trio.Lock, made on first use
+        self._lock: Any = None  # asyncio.Lock or trio.Lock of the loop using it now
+        self._bound = LoopBound()
         self.owner: Any = None
         self.waiting = 0  # tasks queued now
         self.waits = 0  # acquisitions that had to queue
@@ -51,9 +52,7 @@ class WriterGate:
         return self.waiting == 0 and (self._lock is None or not self._lock.locked())
 
     async def acquire(self, what: str) -> None:
-        lock = self._lock
-        if lock is None:
-            lock = self._lock = make_lock()
+        lock = self._lock = self._bound.get(make_lock, self.free(), "the Database's writer")
         task = current_task()
         if task is not None and task is self.owner:
             raise sqlite3.ProgrammingError(
@@ -140,7 +139,8 @@ class Transaction(Attached):
     def _rollback(self) -> None:
         self._db._rolled_back += 1
         if self._ops:  # nothing was sent otherwise: nothing to undo
-            self._db._writer.worker.post(rollback, self._pending)
+            w = self._db._writer
+            w.worker.post(rollback, w.session, self._pending)
 
     def _check(self) -> None:
         if self._state == OPEN:

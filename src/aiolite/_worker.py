@@ -12,11 +12,14 @@ Protocol, in one screen:
   marks it DONE under ``_lock``, then hands the outcome to ``job.waker`` (``push`` + ``wake``).
   While more jobs are queued and known to be short, it holds outcomes and hands them over
   as a batch, so a burst of work costs the loop one wake-up (see SHORT_JOB below).
-* ``cancel(job)`` (loop thread) marks a PENDING job CANCELLED, so it never runs; a RUNNING
-  one is CANCELLED and interrupted with ``sqlite3.Connection.interrupt()``.  Holding ``_lock``
-  while interrupting guarantees the interrupt is aimed at that job and no later one.  The
-  outcome of a cancelled job is dropped; if it opened a transaction implicitly, the worker
-  rolls that transaction back before running the next job.
+* ``cancel(job)`` (loop thread) marks a PENDING job CANCELLED, so it never runs.  A RUNNING
+  job is *aborted*: the worker's progress handler (installed on every connection it owns)
+  sees the request at SQLite's next progress check and stops the job's own statement.  Never
+  ``sqlite3_interrupt()``: that flag is connection-wide and stays set while any other
+  statement (a half-read cursor) is open, so it would fail other tasks' statements and the
+  ROLLBACK that cleans up.  A running job then reports the truth: aborted (the waiting task
+  sees a cancellation), or finished after all (the task gets the outcome, e.g. a COMMIT that
+  happened).  Only jobs without effects (``pure``: reads, refills) are abandoned at once.
 * The *final* job (``stop()``, ``Connection.close()``) stops the queue from accepting more:
   the jobs already queued run first, then it closes the connection and the thread ends.
   Nothing can be queued behind it, so no job is ever left waiting forever.
@@ -41,9 +44,17 @@ from ._exceptions import ConnectionClosedError
 if TYPE_CHECKING:
     from ._backends._base import Waker
 
-__all__ = ["Job", "Worker", "close_connection"]
+__all__ = ["Aborted", "Job", "Worker", "close_connection", "lost_transaction_error"]
 
-PENDING, RUNNING, DONE, CANCELLED = 0, 1, 2, 3
+# CANCELLED: will never deliver (it never ran, or it was abandoned).  CANCELLING: running, a
+# cancel was asked for, and the waiting task waits for the truth (aborted or finished).
+PENDING, RUNNING, DONE, CANCELLED, CANCELLING = 0, 1, 2, 3, 4
+
+#: SQLite calls the worker's progress handler every this many VM instructions (about 1 ms of
+#: work): the latency of a cancel.  Short statements never reach it, so they pay nothing.
+#: Each call takes the GIL, so a much smaller value slows long statements while the event
+#: loop is busy (measured: 100k -> 2.5x, 10k -> 6x on a 2-core VM with a spinning loop).
+PROGRESS_STEPS = 100_000
 
 #: How long the exit hook waits for each worker to finish the statement it is running.
 EXIT_JOIN_TIMEOUT = 2.0
@@ -69,6 +80,7 @@ class Job:
         "final",
         "fn",
         "key",
+        "pure",
         "rollback_if_cancelled",
         "shielded",
         "state",
@@ -84,6 +96,7 @@ class Job:
         final: bool = False,
         key: Any = None,
         shielded: bool = False,
+        pure: bool = False,
     ) -> None:
         self.fn = fn
         # What the worker's duration history is kept by: the SQL text for statements.
@@ -96,8 +109,31 @@ class Job:
         self.rollback_if_cancelled = rollback_if_cancelled
         # The closing job: the last one the worker runs; it cannot be cancelled.
         self.final = final
-        # A COMMIT or a fetch refill: a cancel drops its outcome, never interrupts it.
+        # A COMMIT, a fetch refill: never aborted once running.
         self.shielded = shielded
+        # Nothing of it outlives a cancel (a read, a refill into a buffer, a statement of a
+        # transaction that the cancel rolls back): a cancel may abandon it while it runs
+        # instead of waiting for its outcome.
+        self.pure = pure
+
+
+class Aborted(Exception):
+    """The outcome of a job the worker aborted because its waiting task was cancelled.
+
+    Wakers turn it into the cancellation of their library; ``error`` is what SQLite raised.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__("the statement was aborted because its task was cancelled")
+        self.error = error
+
+
+def lost_transaction_error() -> sqlite3.OperationalError:
+    return sqlite3.OperationalError(
+        "the transaction was rolled back: a write in it was interrupted (cancelled), and "
+        "SQLite then rolls back the whole transaction; nothing of it will be committed. "
+        "Call rollback() and run the whole transaction again"
+    )
 
 
 def _closed_error() -> ConnectionClosedError:
@@ -126,8 +162,17 @@ class Worker:
         self.round_trips = 0
         #: Error raised by a job nobody waited for (a property setter); raised by the next call.
         self.deferred_error: Optional[BaseException] = None
-        #: Bumped by every interrupt: a job that waits in a loop (a busy retry) watches it.
-        self.interrupts = 0
+        #: The job running now; an abort asked for it; whether the abort stopped a statement.
+        self._running: Optional[Job] = None
+        self.aborting = False  # read by a job that waits in a loop (a busy retry)
+        self._aborted = False
+        #: Set when an aborted write took the user's open transaction with it (SQLite rolls
+        #: back the whole transaction): statements are refused until rollback() (connect()).
+        self.lost_transaction = False
+        # A progress handler set by the user, chained behind the worker's own.
+        self._user_progress: Optional[Callable[[], Any]] = None
+        self._user_every = 1
+        self._progress_calls = 0
         self._durations: dict[Any, float] = {}  # job key -> moving average of its run time
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -175,10 +220,17 @@ class Worker:
             self._fail_leftovers()
 
     def post(self, fn: JobFn, *args: Any) -> bool:
-        """Queue a job nobody waits for; return False (and do nothing) if not accepting."""
-        if not self.accepting:
+        """Queue a job nobody waits for (a release, a rollback); False once the thread ended.
+
+        Accepted until the thread has ended, even behind the final job: such a job is then
+        dropped *on the worker thread*, so the sqlite3 objects it holds are finalized there
+        and never on the caller's (an event loop that would block on the connection's
+        mutex while a statement runs).
+        """
+        if self.finished:
             return False
         self._queue.put(Job(fn, args))
+        self._fail_leftovers_if_finished()  # lost the race with the thread's end?
         return True
 
     def stop(self) -> None:
@@ -194,37 +246,74 @@ class Worker:
             pass
 
     def cancel(self, job: Job) -> bool:
-        """Abandon ``job``: True if it will never deliver, False if its outcome is on the way.
+        """Cancel ``job``: True if it will never deliver, False if its outcome will come.
 
-        A running job is interrupted.  The final job is never abandoned (the connection
-        must close) but cancelling it interrupts the statement running ahead of it.
+        A pending job never runs.  A running job is aborted (unless shielded); a pure one is
+        abandoned (True), any other delivers the truth: ``Aborted`` if the abort stopped it,
+        else its real outcome.  The final job is never abandoned (the connection must close)
+        but cancelling it aborts the statement running ahead of it.
         """
         with self._lock:
             state = job.state
-            if state in (DONE, CANCELLED):
-                return state == CANCELLED
+            if state == PENDING and not job.final:
+                job.state = CANCELLED
+                return True
             if job.final:
-                self._interrupt_locked()
+                self._abort_locked()
                 return False
-            job.state = CANCELLED
-            if state == RUNNING and not job.shielded:
-                self._interrupt_locked()
-            return True
+            if state != RUNNING:
+                return state == CANCELLED
+            if not job.shielded:
+                self.aborting = True
+            if job.pure:
+                job.state = CANCELLED
+                return True
+            job.state = CANCELLING
+            return False
 
-    def interrupt(self) -> None:
-        """Abort whatever statement is running now."""
+    def abort_running(self) -> None:
+        """Abort the statement running now (``Connection.interrupt()``, exit), if any."""
         with self._lock:
-            self._interrupt_locked()
+            self._abort_locked()
 
-    def _interrupt_locked(self) -> None:
-        # Only under the lock: _close_connection() detaches the connection under it first,
-        # so sqlite3_interrupt() never races with sqlite3_close().
-        self.interrupts += 1
-        if self.connection is not None:
-            try:
-                self.connection.interrupt()
-            except sqlite3.ProgrammingError:
-                pass
+    def _abort_locked(self) -> None:
+        job = self._running
+        if job is not None and not job.shielded:
+            self.aborting = True
+
+    def check_abort(self, doing: str) -> None:
+        """Worker thread: raise if the running job was aborted (for jobs that wait in a loop,
+        where SQLite's progress handler is not called)."""
+        if self.aborting:
+            self._aborted = True
+            raise sqlite3.OperationalError(f"interrupted while {doing}")
+
+    def _progress(self) -> int:
+        """SQLite's progress handler (worker thread, every PROGRESS_STEPS instructions)."""
+        if self.aborting:
+            self._aborted = True
+            return 1
+        user = self._user_progress
+        if user is not None:
+            self._progress_calls += 1
+            if self._progress_calls >= self._user_every:
+                self._progress_calls = 0
+                return 1 if user() else 0
+        return 0
+
+    def set_progress_handler(
+        self, conn: sqlite3.Connection, handler: Optional[Callable[[], Any]], n: int
+    ) -> None:
+        """Worker thread: chain the user's handler behind the worker's own (called ~every n)."""
+        steps = PROGRESS_STEPS
+        if handler is None or n <= 0:
+            self._user_progress = None
+        else:
+            self._user_progress = handler
+            steps = min(n, PROGRESS_STEPS)
+            self._user_every = max(1, round(n / steps))
+            self._progress_calls = 0
+        conn.set_progress_handler(self._progress, steps)
 
     def inspect(self, name: str) -> Any:
         """Read an attribute of the sqlite3 connection that needs no thread (in_transaction)."""
@@ -235,6 +324,7 @@ class Worker:
 
     def adopt(self, conn: sqlite3.Connection) -> None:
         """Worker thread: take ownership of the connection the opening job created."""
+        conn.set_progress_handler(self._progress, PROGRESS_STEPS)
         with self._lock:
             self.connection = conn
 
@@ -282,11 +372,17 @@ class Worker:
                 release()
                 continue
             job.state = RUNNING
+            self._running = job
+            self.aborting = self._aborted = False
             release()
             conn = self.connection
-            tx_before = job.rollback_if_cancelled and conn is not None and conn.in_transaction
+            tx_before = False
+            if job.rollback_if_cancelled and conn is not None:
+                tx_before = conn.in_transaction
             started = clock()
             try:
+                if self.lost_transaction and job.rollback_if_cancelled:
+                    raise lost_transaction_error()
                 value = job.fn(conn, *job.args)
                 ok = True
             except BaseException as exc:  # delivered to the waiting task, never lost
@@ -307,13 +403,19 @@ class Worker:
             else:
                 durations[key] = old * 0.75 + (ended - started) * 0.25
             acquire()
-            cancelled = job.state == CANCELLED
+            state = job.state
             job.state = DONE
+            self._running = None
+            self.aborting = False
+            aborted = self._aborted and not ok
             release()
-            if cancelled:
-                if job.rollback_if_cancelled and not tx_before:
-                    self._rollback_implicit_transaction()
+            if aborted and job.rollback_if_cancelled:
+                self._after_abort(tx_before)
+            if state == CANCELLED:
+                pass  # abandoned: nobody waits for the outcome
             elif job.waker is not None:
+                if aborted and state == CANCELLING:
+                    value = Aborted(value)
                 self.round_trips += 1
                 if not held:
                     held_since = ended
@@ -351,6 +453,10 @@ class Worker:
                 _hand_over(job, True, None)
         self._fail_leftovers()
 
+    def _fail_leftovers_if_finished(self) -> None:
+        if self.finished:
+            self._fail_leftovers()
+
     def _fail_leftovers(self) -> None:
         """Fail the jobs queued behind the final one (any thread; each is taken once)."""
         while True:
@@ -365,13 +471,29 @@ class Worker:
             if job.waker is not None:
                 _hand_over(job, False, _closed_error())
 
-    def _rollback_implicit_transaction(self) -> None:
+    def _after_abort(self, tx_before: bool) -> None:
+        """A statement job was aborted: leave no transaction it opened, lose none silently.
+
+        SQLite rolls back the whole transaction when it aborts a write; if the user had one
+        open, later statements would run (and commit) outside it, so they are refused until
+        the user's rollback().  A transaction the statement itself opened (sqlite3's
+        implicit BEGIN) is rolled back here; if that fails, statements are refused the same
+        way, rather than run inside a transaction nobody owns.
+        """
         conn = self.connection
-        if conn is not None and conn.in_transaction:
+        if conn is None:
+            return
+        if tx_before:
+            if not conn.in_transaction:
+                self.lost_transaction = True
+            return
+        if conn.in_transaction:
             try:
                 conn.rollback()
             except sqlite3.Error:
                 pass
+            if conn.in_transaction:
+                self.lost_transaction = True
 
 
 def _hand_over(job: Job, ok: bool, value: Any) -> None:
@@ -396,7 +518,9 @@ def _close_all_at_exit() -> None:
     workers = list(_live_workers)
     for worker in workers:
         worker.stop()
-        worker.interrupt()  # nobody can await a result any more: stop long statements now
+        # Nobody can await a result any more: stop a long statement now.  Only a running
+        # one: the idle connections then close cleanly (merging and removing the WAL).
+        worker.abort_running()
     for worker in workers:
         worker.join(EXIT_JOIN_TIMEOUT)
 

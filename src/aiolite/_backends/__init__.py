@@ -6,6 +6,7 @@ case and the check is one C call.  trio is imported only when a call is made und
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from asyncio import AbstractEventLoop
 from asyncio.events import _get_running_loop
@@ -15,7 +16,16 @@ from .._exceptions import NoEventLoopError
 from ._asyncio import waker_for
 from ._base import Waker
 
-__all__ = ["Waker", "WakerCache", "current_task", "make_lock", "make_semaphore", "running_loop"]
+__all__ = [
+    "LoopBound",
+    "Waker",
+    "WakerCache",
+    "current_task",
+    "loop_key",
+    "make_lock",
+    "make_semaphore",
+    "running_loop",
+]
 
 
 _NO_LOOP = object()
@@ -70,6 +80,28 @@ class WakerCache:
         )
 
 
+def loop_key() -> Any:
+    """What identifies the running event loop: the asyncio loop, or the trio run's token.
+
+    Lock-like state (a Database's writer queue, its reader slots) belongs to one loop; it
+    compares this to know when it is used from another one.
+    """
+    loop = _get_running_loop()
+    if loop is not None:
+        return loop
+    if "trio" in sys.modules:
+        from ._trio import current_token
+
+        try:
+            return current_token()
+        except RuntimeError:
+            pass
+    raise NoEventLoopError(
+        "aiolite was called outside an async event loop; "
+        "await it from a coroutine run by asyncio (asyncio.run, uvloop) or trio (trio.run)"
+    )
+
+
 def _running_trio() -> bool:
     if "trio" not in sys.modules:
         return False
@@ -91,6 +123,44 @@ def _primitives() -> Any:
     import asyncio
 
     return asyncio
+
+
+class LoopBound:
+    """A lock or semaphore that belongs to the event loop using it.
+
+    asyncio's and trio's primitives work in one loop (or run) only.  A Database may outlive
+    a loop (pytest-asyncio's loop per test, a CLI calling ``asyncio.run`` twice, trio after
+    asyncio): when another loop finds the primitive idle, it gets a new one of its own; one
+    still in use by another loop is an error that says so.
+    """
+
+    __slots__ = ("_cache", "key", "value")
+
+    def __init__(self) -> None:
+        self.key: Any = None
+        self.value: Any = None
+        self._cache = WakerCache()
+
+    def get(self, make: Any, idle: bool, what: str) -> Any:
+        """The primitive of the running loop; ``make()`` builds one, ``idle`` says the
+        current one has no holder and no waiter."""
+        key = loop_key()
+        if self.value is None or self.key is not key:
+            if self.value is not None and not idle:
+                raise sqlite3.ProgrammingError(
+                    f"{what} is in use by another event loop (asyncio loop or trio run); "
+                    "use the Database from one loop at a time, and let every transaction, "
+                    "read session and stream of a loop end before that loop does"
+                )
+            self.value = make()
+            self.key = key
+            self._cache.current()
+        return self.value
+
+    def call_soon(self, fn: Any) -> bool:
+        """Any thread: run ``fn`` on the loop this primitive belongs to (False: it is gone)."""
+        waker = self._cache.waker
+        return waker is not None and bool(waker.call_soon(fn))
 
 
 def make_lock() -> Any:

@@ -16,8 +16,13 @@ speaks the Future protocol (``_asyncio_future_blocking``, ``add_done_callback``.
 difference is that ``Future.set_result`` schedules the task's wake-up for the *next* loop
 iteration, while the waker calls it at once, from the drain: one loop iteration (about
 5 µs) less per round trip, and a burst of outcomes resumes all its tasks in one iteration.
-The Waiter also abandons its job when cancelled (``Task.cancel`` cancels the Waiter the
-task awaits), so ``wait`` needs no coroutine frame of its own.
+The Waiter also handles the cancellation itself (``Task.cancel`` cancels the Waiter the
+task awaits), so ``wait`` needs no coroutine frame of its own: a job that had not started
+is dropped and the task leaves at once; a running one is aborted and the Waiter *refuses*
+the cancel until the worker says what happened.  Then the task sees either the
+cancellation (the job was aborted: nothing of it stands) or the job's real outcome (it
+finished first, e.g. its COMMIT happened), with the cancellation re-delivered at the task's
+next await, as trio does at its next checkpoint.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import weakref
 from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
+
+from .._worker import Aborted
 
 if TYPE_CHECKING:
     from .._worker import Job, Worker
@@ -66,6 +73,7 @@ class Waiter:
         self._callback: Any = None
         self._more: list[tuple[Any, Any]] | None = None
         self._asyncio_future_blocking = False
+        self._cancel_message: Any = None
         # Held while pending, to abandon the job if the waiting task is cancelled.
         self._worker: Worker | None = worker
         self._job: Job | None = job
@@ -73,7 +81,16 @@ class Waiter:
     def __await__(self) -> Generator[Any, None, Any]:
         if self._state == _PENDING:
             self._asyncio_future_blocking = True
-            yield self  # the Task registers its wake-up with add_done_callback
+            try:
+                yield self  # the Task registers its wake-up with add_done_callback
+            except asyncio.CancelledError as exc:
+                # The Task was cancelled while the job ran, and the job finished anyway:
+                # report what happened, and cancel again at the task's next await.
+                if self._state == _CANCELLED or (
+                    self._state == _FAILED and type(self._value) is Aborted
+                ):
+                    raise
+                _cancel_later(self._loop, exc)
         if self._state == _DONE:
             return self._value
         return self.result()
@@ -98,6 +115,8 @@ class Waiter:
         if state == _DONE:
             return self._value
         if state == _FAILED:
+            if type(self._value) is Aborted:
+                raise self._cancelled_error()
             raise self._value
         if state == _CANCELLED:
             raise self._cancelled_error()
@@ -141,12 +160,12 @@ class Waiter:
     def cancel(self, msg: Any = None) -> bool:
         if self._state != _PENDING:
             return False
-        self._state = _CANCELLED
         self._cancel_message = msg
         worker, job = self._worker, self._job
+        if worker is not None and job is not None and not worker.cancel(job):
+            return False  # running: aborted or not, its outcome will tell (see __await__)
+        self._state = _CANCELLED
         self._worker = self._job = None
-        if worker is not None and job is not None:
-            worker.cancel(job)  # never runs if not started; interrupted if running
         for fn, context in self._take_callbacks():
             self._loop.call_soon(fn, self, context=context)
         return True
@@ -170,6 +189,38 @@ class Waiter:
                 fn(self)
             else:
                 context.run(fn, self)
+
+
+_ANYIO_SCOPE = "Cancelled via cancel scope "
+
+
+def _cancel_later(loop: asyncio.AbstractEventLoop, exc: asyncio.CancelledError) -> None:
+    """Re-deliver a cancellation the current task received, at its next await.
+
+    Not if the task ends first (its result stands), nor if the canceller took the
+    cancellation back meanwhile (``asyncio.timeout`` uncancels when the block exits).
+    """
+    task = asyncio.current_task(loop)
+    if task is None:
+        return
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    requested = cancelling() if cancelling is not None else None
+    msg = exc.args[0] if exc.args else None
+    if requested is None and isinstance(msg, str) and msg.startswith(_ANYIO_SCOPE):
+        # Before 3.11 nothing says when an anyio scope is over; it re-delivers its
+        # cancellation itself for as long as the task is inside it.
+        return
+
+    def again() -> None:
+        if task.done():
+            return
+        if requested is not None:
+            if task.cancelling() < requested:  # type: ignore[attr-defined]
+                return
+            task.uncancel()  # type: ignore[attr-defined]  # one request, not two: keep the count as the canceller left it
+        task.cancel(msg)
+
+    loop.call_soon(again)
 
 
 _Outcome = tuple[Waiter, bool, Any]
@@ -200,6 +251,16 @@ class _AsyncioWaker:
     def deliver(self, waiter: Waiter, ok: bool, value: Any) -> None:
         self._pending.append((waiter, ok, value))  # push(), without its call
         self.wake()
+
+    def call_soon(self, fn: Any) -> bool:
+        loop = self._loop()
+        if loop is None:
+            return False
+        try:
+            loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # closed
+            return False
+        return True
 
     def _drain(self) -> None:
         """Loop thread: settle every pushed outcome (each resumes its task at once).

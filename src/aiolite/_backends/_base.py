@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:
     from .._worker import Job, Worker
@@ -26,6 +26,13 @@ class Waker(Protocol):
 
     def deliver(self, waiter: Any, ok: bool, value: Any) -> None:
         """Any thread: ``push`` then ``wake``, in one call (a single outcome)."""
+
+    def call_soon(self, fn: Callable[[], object]) -> bool:
+        """Any thread: run ``fn()`` on the loop soon; False if the loop is gone.
+
+        For finalizers (``__del__`` runs on whatever thread the GC runs on): they hand
+        loop-side state changes back to the loop that owns that state.
+        """
 
     def wait(self, worker: Worker, job: Job) -> Awaitable[Any]:
         """Loop thread: submit ``job`` to ``worker``; await the result for its outcome.

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import outcome
 import trio
 
+from .._worker import Aborted
+
 if TYPE_CHECKING:
     from .._worker import Job, Worker
 
@@ -43,6 +45,13 @@ class TrioWaker:
         except trio.RunFinishedError:  # the run is over: nobody is left to wake
             self._pending.clear()
 
+    def call_soon(self, fn: Any) -> bool:
+        try:
+            self._token.run_sync_soon(fn)
+        except trio.RunFinishedError:
+            return False
+        return True
+
     def _drain(self) -> None:
         self._scheduled = False
         pending = self._pending
@@ -58,9 +67,15 @@ class TrioWaker:
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             # SUCCEEDED: the job will never deliver, so the task may leave now.
-            # FAILED: the outcome is already on its way and must be received.
+            # FAILED: it runs and is being aborted; its outcome says what happened.
             if worker.cancel(job):
                 return trio.lowlevel.Abort.SUCCEEDED
             return trio.lowlevel.Abort.FAILED
 
-        return await trio.lowlevel.wait_task_rescheduled(abort)
+        try:
+            return await trio.lowlevel.wait_task_rescheduled(abort)
+        except Aborted as exc:
+            # Nothing of the job stands: leave as the cancellation it was (the scope is
+            # still cancelled, so this checkpoint raises Cancelled).
+            await trio.lowlevel.checkpoint()
+            raise exc.error from None
