@@ -4,6 +4,8 @@ in a package (an example, a benchmark) imported by path."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -33,6 +35,18 @@ def run_script(cwd: Path, body: str, *, timeout: float = 60, name: str = "script
         timeout=timeout,
     )
     return Ran(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - started)
+
+
+def count_in_file_alone(db: Path, table: str) -> int:
+    """Rows of ``table`` in a copy of the database file alone (no -wal, no -shm): what a
+    backup made with cp after the program ended would hold."""
+    copy = db.with_name(db.name + ".copy")
+    shutil.copy(db, copy)
+    conn = sqlite3.connect(copy)
+    try:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def load_file(path: Path, name: str) -> ModuleType:

@@ -113,7 +113,9 @@ async def test_stream_goes_on_after_a_cancelled_refill(database: aiolite.Databas
                 more = await take()
             cancelled += scope.cancelled_caught
             more = more and await take()
-    assert cancelled >= 10
+    # A refill that finished before the cancel reached it returns its row (the truth), so
+    # how many are caught depends on timing: ~60 on an idle machine, a few under load.
+    assert cancelled >= 1
     assert seen == list(range(3000))  # the stream went on, and skipped nothing
 
 
@@ -419,7 +421,10 @@ async def test_types_none_and_custom(db_path: Path) -> None:
         row = await db.fetchone("SELECT v FROM m")
         assert isinstance(row[0], Money)
         assert row[0].cents == 250
-        with pytest.raises(sqlite3.DataError, match="cannot read 'not a date' as a datetime"):
+        with pytest.raises(
+            sqlite3.DataError,
+            match=r"column 'a' \(declared TIMESTAMP\) value 'not a date': not a datetime",
+        ):
             await db.fetchone("SELECT a FROM m")
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column  # noqa: E402
 
 import aiolite  # noqa: E402
 from aiolite.ext.sqlalchemy import AioliteDialect  # noqa: E402
-from script_runner import load_file, run_script  # noqa: E402
+from script_runner import count_in_file_alone, load_file, run_script  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -395,3 +395,100 @@ def test_no_hang_at_exit_without_dispose(tmp_path: Path) -> None:
     assert ran.stdout.strip() == "0"
     assert ran.stderr == ""
     assert ran.seconds < 20
+
+
+# ---- pool hygiene (issue #18) ----
+
+
+async def test_pre_ping_keeps_immediate_writers_immediate(tmp_path: Path) -> None:
+    """pool_pre_ping=True: the ping opens no transaction, so immediate writers still queue
+    with BEGIN IMMEDIATE: 10 tasks x 20 read-modify-writes, 0 errors, exact total."""
+    eng = create_async_engine(f"sqlite+aiolite:///{tmp_path / 'ping.db'}", pool_pre_ping=True)
+    try:
+        async with eng.begin() as conn:
+            await conn.run_sync(Counter.metadata.create_all)
+        writers = eng.execution_options(aiolite_begin="immediate")
+        total, errors = await _read_modify_write(writers, 10, 20)
+        assert errors == []
+        assert total == 200
+    finally:
+        await eng.dispose()
+
+
+async def _stale_read_after_abandoned_stream(eng: AsyncEngine, how: str) -> None:
+    Session = async_sessionmaker(eng, expire_on_commit=False)
+    async with eng.begin() as conn:
+        await conn.execute(text("CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INT)"))
+        await conn.execute(text("INSERT INTO acct VALUES (1, 100)"))
+        await conn.execute(
+            text("INSERT INTO item (id, name) VALUES (:id, :name)"),
+            [{"id": i, "name": f"n{i}"} for i in range(1, 501)],
+        )
+    kept: list[Any] = []  # the result objects stay referenced, half-read
+    if how == "conn.stream":
+        async with eng.connect() as conn:
+            result = await conn.stream(select(Item.id))
+            await result.fetchmany(3)
+            kept.append(result)
+    else:
+        async with Session() as session:
+            stmt = select(Item.id)
+            if how == "yield_per":
+                stmt = stmt.execution_options(yield_per=10)
+            result = await session.stream(stmt)
+            await result.fetchmany(3)
+            kept.append(result)
+    # Another connection of the process writes meanwhile.
+    other = sqlite3.connect(eng.url.database)  # type: ignore[arg-type]
+    other.execute("UPDATE acct SET bal = 101")
+    other.commit()
+    other.close()
+    async with Session() as session:  # pool_size=1: the same connection as the stream's
+        bal = (await session.execute(text("SELECT bal FROM acct"))).scalar_one()
+        assert bal == 101, "the next session read a snapshot pinned by the old stream"
+        await session.execute(text("UPDATE acct SET bal = bal + 1"))
+        await session.commit()
+    async with eng.connect() as conn:
+        row = (await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))).one()
+        assert row[0] == 0, "a stream's snapshot kept the checkpoint busy"
+        assert (await conn.execute(text("SELECT bal FROM acct"))).scalar_one() == 102
+    assert kept
+
+
+@pytest.mark.parametrize("how", ["conn.stream", "session.stream", "yield_per"])
+async def test_abandoned_stream_never_pins_a_snapshot(tmp_path: Path, how: str) -> None:
+    """A stream abandoned half-read with its result still referenced: the connection's
+    return to the pool ends it, so the next session reads the latest data, can write,
+    and a TRUNCATE checkpoint completes."""
+    eng = create_async_engine(f"sqlite+aiolite:///{tmp_path / 'st.db'}", pool_size=1)
+    try:
+        async with eng.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        await _stale_read_after_abandoned_stream(eng, how)
+    finally:
+        await eng.dispose()
+
+
+def test_exit_without_dispose_leaves_the_file_complete(tmp_path: Path) -> None:
+    """Commit 1000 rows and exit without engine.dispose(): no -wal is left, and the file
+    copied alone holds every row."""
+    ran = run_script(
+        tmp_path,
+        f"""
+            import asyncio, warnings
+            from sqlalchemy import text
+            from sqlalchemy.ext.asyncio import create_async_engine
+            warnings.simplefilter("ignore", ResourceWarning)
+            engine = create_async_engine("sqlite+aiolite:///{tmp_path / "app.db"}")
+            async def main():
+                async with engine.begin() as conn:
+                    await conn.execute(text("CREATE TABLE t(x)"))
+                    await conn.execute(
+                        text("INSERT INTO t VALUES (:x)"), [{{"x": i}} for i in range(1000)]
+                    )
+            asyncio.run(main())
+        """,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert not (tmp_path / "app.db-wal").exists()
+    assert count_in_file_alone(tmp_path / "app.db", "t") == 1000

@@ -68,6 +68,7 @@ from ._database import open as open
 from ._exceptions import ConnectionClosedError as ConnectionClosedError
 from ._exceptions import DatabaseLockedError as DatabaseLockedError
 from ._exceptions import NoEventLoopError as NoEventLoopError
+from ._exceptions import ReadOnlyError as ReadOnlyError
 from ._exceptions import is_busy as is_busy
 from ._maintenance import CheckpointResult as CheckpointResult
 from ._maintenance import ForeignKeyViolation as ForeignKeyViolation
@@ -113,6 +114,7 @@ __all__ = [
     "NotSupportedError",
     "OperationalError",
     "ProgrammingError",
+    "ReadOnlyError",
     "ReadSession",
     "Row",
     "RowStream",

@@ -8,10 +8,10 @@ deprecated since Python 3.12).  aiolite converts on its own, per Database:
   statement runs; the rest go to sqlite3 untouched.
 * **Rows** (reading): a column is converted when its *declared type*, as written in
   ``CREATE TABLE``, has a converter.  sqlite3 does not expose the declared type of a result
-  column, so aiolite looks the result column's name up in the schema (tables and views).  A
-  name declared with different types in different tables is left alone, and so are computed
-  columns (``max(due)``) unless aliased to a name the schema declares.  Only str/bytes values
-  are parsed for temporal types; a value that does not parse raises ``sqlite3.DataError``.
+  column, so aiolite looks the result column's name up in the schema (tables, views, temp
+  tables).  A name whose declared types convert differently in two objects is left alone;
+  a column with no declared type (a view's ``max(due) AS due``) has no say.  A stored value
+  that a converter cannot read raises ``sqlite3.DataError`` naming the column and value.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 
 from ._types import Parameters
 
-__all__ = ["DEFAULT", "RowPlan", "Types", "row_maker"]
+__all__ = ["DEFAULT", "RowPlan", "Types", "needs_no_names", "row_maker"]
 
 Adapter = Callable[[Any], Any]
 Converter = Callable[[Any], Any]
@@ -60,10 +60,7 @@ def _temporal(parse: Callable[[str], Any], what: str) -> Converter:
         try:
             return parse(value)
         except ValueError:
-            raise sqlite3.DataError(
-                f"cannot read {value!r} as {what} (ISO 8601 expected); fix the stored value "
-                "or rename the column's declared type"
-            ) from None
+            raise ValueError(f"not {what} in ISO 8601") from None
 
     return convert
 
@@ -79,11 +76,36 @@ def _to_uuid(value: Any) -> uuid.UUID:
 
 
 def _to_json(value: Any) -> Any:
+    # A JSON column holds JSON text: a str parameter is stored as given, so it must be
+    # JSON already (json.dumps("hello"), or pass dicts/lists, which aiolite encodes).
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def _json_out(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: SQLite text must be valid UTF-8
+        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    return text
+
+
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off", ""})
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, (int, float)):
+        return bool(value)
+    word = _text(value).strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError("expected 0/1 or true/false, yes/no, on/off, t/f, y/n")
+
+
+_DATETIME = _temporal(_parse_datetime, "a datetime")
 
 
 DEFAULT_ADAPTERS: dict[type, Adapter] = {
@@ -97,15 +119,15 @@ DEFAULT_ADAPTERS: dict[type, Adapter] = {
 }
 
 DEFAULT_CONVERTERS: dict[str, Converter] = {
-    "TIMESTAMP": _temporal(_parse_datetime, "a datetime"),
-    "DATETIME": _temporal(_parse_datetime, "a datetime"),
+    "TIMESTAMP": _DATETIME,
+    "DATETIME": _DATETIME,
     "DATE": _temporal(lambda s: dt.date.fromisoformat(s[:10]), "a date"),
     "TIME": _temporal(dt.time.fromisoformat, "a time"),
     "DECIMAL": _to_decimal,
     "UUID": _to_uuid,
     "JSON": _to_json,
-    "BOOLEAN": bool,
-    "BOOL": bool,
+    "BOOLEAN": _to_bool,
+    "BOOL": _to_bool,
 }
 
 
@@ -187,29 +209,49 @@ class Types:
 
 
 class RowPlan:
-    """How one statement's rows are built: the converters by column, and the row shape."""
+    """How one statement's rows are built, and the schema version it is valid for (None:
+    valid whatever the schema, as a plain tuple or sqlite3.Row without conversion)."""
 
-    __slots__ = ("factory", "width")
+    __slots__ = ("factory", "version")
 
-    def __init__(self, factory: Any, width: int) -> None:
+    def __init__(self, factory: Any, version: Any) -> None:
         self.factory = factory
-        self.width = width
+        self.version = version
 
 
-def row_maker(shape: Any, description: Any, convs: list[tuple[int, Converter]]) -> Any:
+def needs_no_names(shape: Any) -> bool:
+    """Rows of this shape do not freeze column names (sqlite3.Row reads them per cursor)."""
+    return shape is sqlite3.Row or shape is None or shape is tuple
+
+
+def _unreadable(name: str, decltype: str, value: Any, exc: Exception) -> sqlite3.DataError:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return sqlite3.DataError(
+        f"cannot read column {name!r} (declared {decltype}) value {shown}: {exc}; fix the "
+        "stored value, change the column's declared type, or read it with types=None"
+    )
+
+
+def row_maker(shape: Any, description: Any, convs: list[tuple[int, Converter, str]]) -> Any:
     """Build a sqlite3 row factory for ``shape`` (Row, tuple, dict, a dataclass, a callable).
 
-    ``convs`` lists (column index, converter); with none, Row and tuple need no Python code
-    per row at all.
+    ``convs`` lists (column index, converter, declared type); with none, Row and tuple need
+    no Python code per row at all.  Any converter's failure is a ``sqlite3.DataError``.
     """
     names = [d[0] for d in description]
     if convs:
 
         def fix(row: tuple[Any, ...]) -> tuple[Any, ...]:
             values = list(row)
-            for i, convert in convs:
-                if values[i] is not None:
-                    values[i] = convert(values[i])
+            for i, convert, decltype in convs:
+                value = values[i]
+                if value is not None:
+                    try:
+                        values[i] = convert(value)
+                    except Exception as exc:
+                        raise _unreadable(names[i], decltype, value, exc) from exc
             return tuple(values)
 
     if shape is sqlite3.Row:

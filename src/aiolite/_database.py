@@ -26,7 +26,7 @@ from ._adapters import DEFAULT as DEFAULT_TYPES
 from ._adapters import Types
 from ._backends import WakerCache
 from ._closing import Opening
-from ._exceptions import ConnectionClosedError
+from ._exceptions import ConnectionClosedError, ReadOnlyError
 from ._maintenance import (
     CheckpointResult,
     ForeignKeyViolation,
@@ -42,7 +42,15 @@ from ._maintenance import (
 )
 from ._migrations import Migration, MigrationSource, applied, migrate
 from ._pool import SPREAD_AT, Member, ReaderPool, ReadSession
-from ._pragmas import Location, PragmaValue, as_str, connect_member, locate, resolve_pragmas
+from ._pragmas import (
+    Location,
+    PragmaValue,
+    as_str,
+    connect_member,
+    locate,
+    read_only,
+    resolve_pragmas,
+)
 from ._queries import DEFAULT, Queries
 from ._statements import (
     AUTOCOMMIT,
@@ -50,6 +58,7 @@ from ._statements import (
     PLAIN,
     SCRIPT,
     WRITE,
+    SchemaClock,
     Session,
     StatementEvent,
     WriteResult,
@@ -133,6 +142,9 @@ class Database(Queries, Opening):
     * ``wal_limit``: bytes; when the WAL file grows past it, the writer runs a TRUNCATE
       checkpoint after a commit (checked every 16 commits).  See docs/maintenance.md.
     * ``optimize``: run ``PRAGMA optimize`` at close (it may ANALYZE, i.e. write statistics).
+    * ``readonly``: open the file read-only (``mode=ro``): the read API works, every write
+      raises :class:`aiolite.ReadOnlyError` before reaching SQLite, and the file (and its
+      WAL) are never changed, not even at close.
     """
 
     def __init__(
@@ -149,6 +161,7 @@ class Database(Queries, Opening):
         iter_chunk_size: int = 256,
         wal_limit: Optional[int] = None,
         optimize: bool = True,
+        readonly: bool = False,
     ) -> None:
         if not isinstance(readers, int) or readers < 1:
             raise ValueError(f"readers must be an int >= 1, got {readers!r}")
@@ -156,7 +169,14 @@ class Database(Queries, Opening):
             raise ValueError(f"iter_chunk_size must be an int >= 1, got {iter_chunk_size!r}")
         if types is not None and not isinstance(types, Types):
             raise TypeError("types must be an aiolite.Types instance or None")
+        self._readonly = bool(readonly)
         self._location = locate(database)
+        if readonly:
+            # Every connection opens the file read-only (mode=ro): nothing can write it, no
+            # journal mode is set, and closing never checkpoints the WAL into it.
+            self._location = read_only(self._location)
+            pragmas = {**(pragmas or {}), "journal_mode": None}
+            optimize = False
         self._journal, self._statements, self._busy_timeout = resolve_pragmas(
             pragmas, busy_timeout, self._location
         )
@@ -166,9 +186,12 @@ class Database(Queries, Opening):
         self._wakers = WakerCache()
         self._gate = WriterGate()
 
+        clock = SchemaClock()
+
         def member(role: str) -> Member:
             worker = Worker(name=f"aiolite-{role}")
             session = Session(role, worker, types, self._busy_timeout, on_statement, slow_query)
+            session.clock = clock  # one schema clock for all: the writer's DDL reaches all
             return Member(worker, session)
 
         self._writer = member("writer")
@@ -359,9 +382,17 @@ class Database(Queries, Opening):
 
     # ---- writes: on the writer, one task at a time ----
 
+    def _refuse_write(self, what: str) -> None:
+        if self._readonly:
+            raise ReadOnlyError(
+                f"{what}: this Database was opened with readonly=True, so it cannot write; "
+                "open it again without readonly=True to change it"
+            )
+
     def _write(
         self, what: str, mode: int, sql: str, params: Any, shape: Any, tx: int
     ) -> Awaitable[Any]:
+        self._refuse_write(what)
         w = self._writer
         job = Job(run, (w.session, None, mode, sql, params, shape, tx), key=sql)
         return self._on_writer(what, job)
@@ -439,6 +470,7 @@ class Database(Queries, Opening):
         Tasks queue for the writer in FIFO order; the block commits on normal exit and
         rolls back on an exception or cancellation.
         """
+        self._refuse_write("db.transaction()")
         return Transaction(self)
 
     # ---- operating it (see _migrations.py and _maintenance.py) ----
@@ -451,6 +483,8 @@ class Database(Queries, Opening):
         only lists what would run.  Raises :class:`aiolite.MigrationError` for a changed
         applied step, a badly named file or a duplicate version.
         """
+        if not dry_run:
+            self._refuse_write("db.migrate()")
         return await migrate(self, source, dry_run=dry_run)
 
     async def migrations(self) -> list[Migration]:
@@ -464,14 +498,20 @@ class Database(Queries, Opening):
         *,
         pages: int = 1024,
         progress: Optional[Callable[[int, int], object]] = None,
+        overwrite: bool = False,
     ) -> int:
         """Copy the database to the file ``dest`` with SQLite's online backup API.
 
         Writers keep writing meanwhile; the copy is one consistent snapshot taken when the
         backup starts.  ``progress(done_pages, total_pages)`` is called on the worker thread
         after every ``pages`` pages.  Returns the number of pages copied.
+
+        Raises ``FileExistsError`` if ``dest`` exists (pass ``overwrite=True`` to replace
+        it) and ``ValueError`` if it is the database or one of its ``-wal``/``-shm``/
+        ``-journal`` files.  A backup that fails (disk full) removes its partial copy.
         """
-        return int(await self._on_reserved_reader(run_backup, as_str(dest), pages, progress))
+        target = as_str(dest)
+        return int(await self._on_reserved_reader(run_backup, target, pages, progress, overwrite))
 
     async def vacuum_into(self, dest: StrPath) -> None:
         """Write a compacted copy of the database to the new file ``dest`` (VACUUM INTO)."""
@@ -484,6 +524,7 @@ class Database(Queries, Opening):
         writer's busy slice, 50 ms) for readers; ``busy`` in the result says they could not
         finish because a reader still holds an old snapshot.
         """
+        self._refuse_write("db.checkpoint()")
         job = Job(run_checkpoint, (check_mode(mode),))
         result: CheckpointResult = await self._on_writer("db.checkpoint()", job)
         return result

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["ConnectionClosedError", "DatabaseLockedError", "NoEventLoopError", "is_busy"]
+__all__ = [
+    "ConnectionClosedError",
+    "DatabaseLockedError",
+    "NoEventLoopError",
+    "ReadOnlyError",
+    "is_busy",
+]
 
 
 class ConnectionClosedError(sqlite3.ProgrammingError, ValueError):
@@ -17,6 +23,10 @@ class ConnectionClosedError(sqlite3.ProgrammingError, ValueError):
 
 class DatabaseLockedError(sqlite3.OperationalError):
     """Another process kept the write lock past the Database's ``busy_timeout``."""
+
+
+class ReadOnlyError(sqlite3.OperationalError):
+    """A write on a Database opened with ``readonly=True`` (refused before SQLite)."""
 
 
 class NoEventLoopError(RuntimeError):
@@ -40,3 +50,4 @@ def is_busy(exc: BaseException) -> bool:
 ConnectionClosedError.__module__ = "aiolite"
 NoEventLoopError.__module__ = "aiolite"
 DatabaseLockedError.__module__ = "aiolite"
+ReadOnlyError.__module__ = "aiolite"

@@ -83,14 +83,52 @@ def file_size(path: str) -> Optional[int]:
         return None
 
 
+_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _check_dest(source: str, dest: str, overwrite: bool) -> None:
+    """Refuse a backup destination that would destroy data: the source itself, one of its
+    companion files, or (unless ``overwrite``) an existing file."""
+    if source:
+        for suffix in ("", *_COMPANIONS):
+            twin = source + suffix
+            if os.path.abspath(dest) == os.path.abspath(twin) or (
+                os.path.exists(dest) and os.path.exists(twin) and os.path.samefile(twin, dest)
+            ):
+                what = "the database itself" if not suffix else f"the database's {suffix} file"
+                raise ValueError(f"the backup destination is {what}: choose another path")
+    if os.path.exists(dest):
+        if os.path.isdir(dest):
+            raise ValueError(f"the backup destination {dest!r} is a directory: name a file")
+        if not overwrite:
+            raise FileExistsError(
+                f"the backup destination {dest!r} exists: choose a new path, or pass "
+                "overwrite=True (CLI: --force) to replace it"
+            )
+
+
+def _remove_partial(dest: str) -> None:
+    for suffix in ("", *_COMPANIONS):
+        try:
+            os.remove(dest + suffix)
+        except OSError:
+            pass
+
+
 def run_backup(
-    conn: sqlite3.Connection, dest: str, pages: int, progress: Optional[BackupCallback]
+    conn: sqlite3.Connection,
+    dest: str,
+    pages: int,
+    progress: Optional[BackupCallback],
+    overwrite: bool = False,
 ) -> int:
-    """Copy the database into ``dest`` (a path) from one read snapshot; return its pages."""
-    source = main_file(conn)
-    if source and os.path.exists(dest) and os.path.samefile(source, dest):
-        raise ValueError("the backup destination is the database itself: choose another path")
-    target = sqlite3.connect(dest, isolation_level=None)
+    """Copy the database into ``dest`` (a path) from one read snapshot; return its pages.
+
+    A backup that fails leaves no partial file behind.
+    """
+    _check_dest(main_file(conn), dest, overwrite)
+    if os.path.exists(dest):  # overwrite: replace it whole, companions included
+        _remove_partial(dest)
     total = 0
 
     def report(status: int, remaining: int, count: int) -> None:
@@ -100,16 +138,21 @@ def run_backup(
             progress(count - remaining, count)
 
     try:
-        # One read transaction around every step: the copy is one consistent snapshot and
-        # a commit made meanwhile by the writer never forces the backup to restart.
-        conn.execute("BEGIN")
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        target = sqlite3.connect(dest, isolation_level=None)
         try:
-            conn.backup(target, pages=pages, progress=report, sleep=0)
+            # One read transaction around every step: the copy is one consistent snapshot
+            # and a commit made meanwhile by the writer never forces the backup to restart.
+            conn.execute("BEGIN")
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            try:
+                conn.backup(target, pages=pages, progress=report, sleep=0)
+            finally:
+                conn.execute("COMMIT")
         finally:
-            conn.execute("COMMIT")
-    finally:
-        target.close()
+            target.close()
+    except BaseException:
+        _remove_partial(dest)
+        raise
     return total
 
 

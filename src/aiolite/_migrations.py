@@ -37,8 +37,27 @@ MigrationSource = Union[
 ]
 
 TABLE = "aiolite_migrations"
-_FILE = re.compile(r"^(\d+)_(.+)\.sql$")
-_TX_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|END|ROLLBACK)\b", re.IGNORECASE)
+_FILE = re.compile(r"^(\d+)_(.+)\.sql$", re.IGNORECASE)
+_TX_CONTROL = re.compile(r"(BEGIN|COMMIT|END|ROLLBACK)\b", re.IGNORECASE)
+# Leading white space and comments, which SQLite skips before the first keyword.
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*", re.DOTALL)
+MAX_VERSION = 2**63 - 1  # SQLite's INTEGER PRIMARY KEY
+
+
+def _keyword_start(statement: str) -> str:
+    """The statement from its first keyword on (comments and white space skipped)."""
+    return statement[_LEADING.match(statement).end() :]  # type: ignore[union-attr]
+
+
+def _check_version(version: Any, where: str) -> int:
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise MigrationError(f"{where}: migration versions are ints, got {version!r}")
+    if not 1 <= version <= MAX_VERSION:
+        raise MigrationError(
+            f"{where}: migration versions run from 1 to {MAX_VERSION} (SQLite's 64-bit "
+            f"integers), got {version}"
+        )
+    return version
 
 
 class MigrationError(sqlite3.DatabaseError):
@@ -99,16 +118,17 @@ def load(source: MigrationSource) -> list[_Step]:
                 "NNNN_description.sql files, or a list of (version, step)"
             )
         for path in sorted(folder.iterdir()):
-            if path.suffix != ".sql":
-                continue
+            if path.suffix.lower() != ".sql":
+                continue  # README.md, notes: anything that is not SQL is left alone
             match = _FILE.match(path.name)
             if match is None:
                 raise MigrationError(
                     f"{path.name}: migration files are named NNNN_description.sql "
                     "(e.g. 0001_create_users.sql); rename it or move it out of the folder"
                 )
+            version = _check_version(int(match.group(1)), path.name)
             text = path.read_text(encoding="utf-8")
-            steps.append(_Step(int(match.group(1)), match.group(2), text, _checksum(text)))
+            steps.append(_Step(version, match.group(2), text, _checksum(text)))
     else:
         for item in source:
             if len(item) == 2:
@@ -116,8 +136,7 @@ def load(source: MigrationSource) -> list[_Step]:
                 name = body.__name__ if callable(body) else f"step {version}"
             else:
                 version, name, body = item
-            if not isinstance(version, int) or version < 1:
-                raise MigrationError(f"migration versions are ints >= 1, got {version!r}")
+            _check_version(version, f"step {version!r}")
             if not (isinstance(body, str) or callable(body)):
                 raise MigrationError(f"step {version}: give SQL text or an async callable")
             steps.append(_Step(version, str(name), body, _checksum(body)))
@@ -130,9 +149,10 @@ def load(source: MigrationSource) -> list[_Step]:
     for step in steps:
         if isinstance(step.body, str):
             for statement in split_script(step.body):
-                if _TX_CONTROL.match(statement):
+                control = _TX_CONTROL.match(_keyword_start(statement))
+                if control:
                     raise MigrationError(
-                        f"step {step.version} ({step.name}) contains {statement.split()[0]}: "
+                        f"step {step.version} ({step.name}) contains {control.group(1)}: "
                         "each step already runs in its own transaction; remove it"
                     )
     return steps
@@ -170,6 +190,13 @@ async def migrate(
         if step.version in done:
             _refuse_changed(step, done[step.version][1])
     pending = [s for s in steps if s.version not in done]
+    if pending and done and pending[0].version < max(done):
+        step = pending[0]
+        raise MigrationError(
+            f"step {step.version} ({step.name}) is new, but step {max(done)} is already "
+            "applied: steps apply in version order only, so number new steps above the "
+            f"highest applied one (e.g. {max(done) + 1:04d}_{step.name}.sql)"
+        )
     if dry_run:
         return [Migration(s.version, s.name, s.checksum) for s in pending]
     if pending:
@@ -188,7 +215,9 @@ async def migrate(
                 continue
             if isinstance(step.body, str):
                 for statement in split_script(step.body):
-                    await tx.execute(statement)
+                    # Run with transaction control refused by SQLite itself: a COMMIT that
+                    # slipped past the check above must fail, not commit half a step.
+                    await tx._execute_guarded(statement)
             else:
                 await step.body(tx)
             at = dt.datetime.now(dt.timezone.utc).isoformat(" ", "seconds")

@@ -24,6 +24,7 @@ import os
 import re
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
@@ -115,6 +116,18 @@ def pragma_statement(name: str, value: PragmaValue) -> str:
             "such as 'WAL' or 'NORMAL'"
         )
     return f"PRAGMA {name}={text}"
+
+
+def read_only(location: Location) -> Location:
+    """The same file, opened read-only (a ``mode=ro`` URI)."""
+    if location.memory:
+        raise ValueError("readonly=True needs a database file: an in-memory one starts empty")
+    if location.uri:
+        target = location.target
+        sep = "&" if "?" in target else "?"
+        return Location(f"{target}{sep}mode=ro", uri=True, memory=False)
+    path = urllib.parse.quote(os.path.abspath(location.target))
+    return Location(f"file:{path}?mode=ro", uri=True, memory=False)
 
 
 def resolve_pragmas(

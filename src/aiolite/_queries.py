@@ -103,10 +103,10 @@ class Attached(Queries):
 
     async def _run_on(
         self, m: Member, mode: int, sql: str, params: Any, shape: Any, tx: int,
-        shielded: bool = False,
+        shielded: bool = False, extra: Any = None,
     ) -> Any:  # fmt: skip
         self._ops += 1
-        args = (m.session, self._pending, mode, sql, params, shape, tx)
+        args = (m.session, self._pending, mode, sql, params, shape, tx, extra)
         # A statement of a transaction or a snapshot is pure: a cancel rolls the whole
         # transaction back, so none of its effects outlive the cancel and the task may
         # leave at once.  Only the COMMIT (shielded) must report what happened.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections import deque
@@ -31,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ._adapters import RowPlan, Types, row_maker
+from ._adapters import RowPlan, Types, needs_no_names, row_maker
 from ._cursor import _read
 from ._exceptions import DatabaseLockedError, is_busy
 from ._pragmas import WRITER_BUSY_SLICE_MS
@@ -45,6 +46,7 @@ __all__ = [
     "AUTOCOMMIT",
     "BEGIN",
     "COMMIT",
+    "NO_TX_CONTROL",
     "MANY",
     "ONE",
     "SCRIPT",
@@ -73,6 +75,13 @@ PLAIN, AUTOCOMMIT, TX = range(3)
 WAL_CHECK_EVERY = 16
 #: Deferred marker: "BEGIN IMMEDIATE, retried while another process holds the lock".
 BEGIN = "BEGIN IMMEDIATE"
+#: ``extra`` of a WRITE in a transaction whose SQL must not control the transaction.
+NO_TX_CONTROL = "no transaction control"
+_SQLITE_TRANSACTION = 22  # the authorizer's action code for BEGIN/COMMIT/ROLLBACK
+
+
+def _deny_transaction_control(action: int, *_: Any) -> int:
+    return sqlite3.SQLITE_DENY if action == _SQLITE_TRANSACTION else sqlite3.SQLITE_OK
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,27 @@ def _attempt(conn: sqlite3.Connection, sql: str) -> bool:
     return True
 
 
+#: How often a connection asks SQLite whether another process changed the schema.
+RECHECK = 0.1
+# The first keyword of a statement, after white space and comments.
+_KEYWORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*([A-Za-z]+)", re.DOTALL)
+_DDL = frozenset({"CREATE", "ALTER", "DROP"})
+
+
+def changes_schema(sql: str) -> bool:
+    m = _KEYWORD.match(sql)
+    return m is not None and m.group(1).upper() in _DDL
+
+
+class SchemaClock:
+    """Counts schema changes made through one Database (the writer bumps it)."""
+
+    __slots__ = ("epoch",)
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+
 class Session:
     """Worker-side state of one connection of a Database (touched by its thread only)."""
 
@@ -151,50 +181,118 @@ class Session:
         #: Connections replaced because a transaction could not be rolled back.
         self.replaced = 0
         self._plans: dict[tuple[str, Any], RowPlan] = {}
-        self._schema_version = -1
-        self._decltypes: dict[str, Optional[str]] = {}
+        self._schema_version: tuple[int, int] = (-1, -1)
+        self._decl: dict[str, tuple[str, Any]] = {}  # column name -> (declared type, converter)
+        self._broken: set[tuple[str, str]] = set()  # objects whose columns cannot be read
+        self._temp = role == "writer"
+        #: Shared by the connections of one Database: bumped when the writer may have
+        #: changed the schema (see _known); ``ddl`` marks a transaction that did.
+        self.clock = SchemaClock()
+        self.ddl = False
+        self._seen_epoch = -1
+        self._seen_at = 0.0
+        self._seen: tuple[int, int] = (-1, -1)
 
     # -- rows --
 
     def factory(self, conn: sqlite3.Connection, sql: str, description: Any, shape: Any) -> Any:
-        """The row factory for this statement's result (cached per SQL text and shape)."""
+        """The row factory for this statement's result (cached per SQL text and shape).
+
+        A plan that depends on the schema (converters by declared type, or column names
+        frozen into dict/dataclass rows) is used only under the schema it was made for:
+        the same SQL text returns other columns after an ALTER or a DROP/CREATE.
+        """
         key = (sql, shape)
         plan = self._plans.get(key)
-        if plan is None or plan.width != len(description):
-            plan = self._plan(conn, description, shape)
-            if len(self._plans) >= 1024:
-                self._plans.clear()
-            self._plans[key] = plan
+        if plan is not None and (plan.version is None or plan.version == self._known(conn)):
+            return plan.factory
+        plan = self._plan(conn, description, shape)
+        if len(self._plans) >= 1024:
+            self._plans.clear()
+        self._plans[key] = plan
         return plan.factory
+
+    def _known(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """The schema version, asked of SQLite only when it may have changed: after a
+        schema change made through this Database (its writer bumps ``clock.epoch``), and
+        every RECHECK seconds for changes made by other processes.  Asking on every
+        statement cost ~10% of a point select."""
+        clock = self.clock
+        now = time.monotonic()
+        if clock.epoch != self._seen_epoch or now - self._seen_at >= RECHECK:
+            self._seen_epoch = clock.epoch
+            self._seen_at = now
+            self._seen = self._version(conn)
+        return self._seen
+
+    def _version(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """The schema's version: main's cookie, and temp's on the writer (temp objects are
+        per connection, and only the writer can make them)."""
+        main = conn.execute("PRAGMA schema_version").fetchone()[0]
+        temp = conn.execute("PRAGMA temp.schema_version").fetchone()[0] if self._temp else 0
+        return main, temp
 
     def _plan(self, conn: sqlite3.Connection, description: Any, shape: Any) -> RowPlan:
         convs = []
+        version = None
         if self.types is not None:
-            self._load_schema(conn)
+            version = self._load_schema(conn)
             for i, d in enumerate(description):
-                convert = self.types.converter_for(self._decltypes.get(d[0].lower()))
-                if convert is not None:
-                    convs.append((i, convert))
-        return RowPlan(row_maker(shape, description, convs), len(description))
+                column = self._decl.get(d[0].lower())
+                if column is not None and column[1] is not None:
+                    convs.append((i, column[1], column[0]))
+        if version is None and not needs_no_names(shape):
+            version = self._version(conn)
+        return RowPlan(row_maker(shape, description, convs), version)
 
-    def _load_schema(self, conn: sqlite3.Connection) -> None:
-        """Map column names to declared types, again whenever the schema changed."""
-        version = conn.execute("PRAGMA schema_version").fetchone()[0]
+    def _load_schema(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """Map column names to (declared type, converter), again whenever the schema changed.
+
+        Per object, so that one broken view (its table dropped: SQLite allows it) costs only
+        its own columns; each such object is reported once.  A column with no declared type
+        (a view's expression) has no say; a name whose declared types convert differently in
+        two objects is left alone.
+        """
+        version = self._version(conn)
         if version == self._schema_version:
-            return
+            return version
         self._schema_version = version
         self._plans.clear()
-        decl: dict[str, Optional[str]] = {}
-        for name, typ in conn.execute(
-            "SELECT p.name, p.type FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
-            "WHERE m.type IN ('table', 'view')"
-        ):
-            key = name.lower()
-            if key in decl and decl[key] != typ:
-                decl[key] = None  # declared differently in two tables: ambiguous
-            else:
-                decl[key] = typ
-        self._decltypes = decl
+        types = self.types
+        assert types is not None
+        decl: dict[str, Optional[tuple[str, Any]]] = {}
+        objects = conn.execute(
+            "SELECT 'main', name FROM main.sqlite_master WHERE type IN ('table', 'view') "
+            "UNION ALL SELECT 'temp', name FROM temp.sqlite_master "
+            "WHERE type IN ('table', 'view')"
+        ).fetchall()
+        for schema, obj in objects:
+            try:
+                columns = conn.execute(
+                    "SELECT name, type FROM pragma_table_info(?, ?)", (obj, schema)
+                ).fetchall()
+            except sqlite3.Error as exc:
+                if (schema, obj) not in self._broken:
+                    self._broken.add((schema, obj))
+                    logger.warning(
+                        "%s: cannot read the columns of %s.%s (%s); its columns are not converted",
+                        self.role,
+                        schema,
+                        obj,
+                        exc,
+                    )
+                continue
+            for name, typ in columns:
+                if not typ:
+                    continue  # no declared type: no opinion
+                key = name.lower()
+                column = (typ, types.converter_for(typ))
+                if key not in decl:
+                    decl[key] = column
+                elif decl[key] is not None and decl[key][1] is not column[1]:  # type: ignore[index]
+                    decl[key] = None  # converted differently in two objects: ambiguous
+        self._decl = {k: v for k, v in decl.items() if v is not None}
+        return version
 
     def params(self, params: Parameters) -> Parameters:
         return params if self.types is None else self.types.adapt(params)
@@ -237,7 +335,7 @@ class Session:
         worker.adopt(new)
         self.replaced += 1
         self._plans.clear()
-        self._schema_version = -1
+        self._schema_version = (-1, -1)
         return new
 
     # -- locks --
@@ -252,6 +350,9 @@ class Session:
         # transaction intact: retrying it is safe.
         if not _attempt(conn, "COMMIT"):
             self._retry_busy(conn, "COMMIT")
+        if self.ddl:  # the schema changed: every connection asks SQLite again
+            self.ddl = False
+            self.clock.epoch += 1
         if self.wal_limit is not None:
             self._commits += 1
             if self._commits % WAL_CHECK_EVERY == 0:
@@ -355,7 +456,31 @@ def _val(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any
     return None if row is None else row[0]
 
 
-def _write(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, _: Any) -> Any:
+def _write(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, x: Any) -> Any:
+    if changes_schema(sql):
+        s.ddl = True
+    if x is NO_TX_CONTROL:
+        conn.set_authorizer(_deny_transaction_control)
+        try:
+            # A new cursor prepares anew only on a statement-cache miss: a cached COMMIT
+            # would skip the authorizer, so check the outcome too.
+            cur = _cursor(conn, s, sql, params)
+        except sqlite3.DatabaseError as exc:
+            if "not authorized" in str(exc):
+                raise sqlite3.OperationalError(
+                    f"{sql.strip()[:60]!r} tries to end or start a transaction inside a "
+                    "migration step, which already runs in its own; nothing was committed"
+                ) from exc
+            raise
+        finally:
+            conn.set_authorizer(None)
+        if not conn.in_transaction:
+            raise sqlite3.OperationalError(
+                f"{sql.strip()[:60]!r} ended the migration step's transaction: what ran "
+                "before it was committed without the step being recorded; remove the "
+                "transaction control from the step and check the schema by hand"
+            )
+        return WriteResult(cur.lastrowid, cur.rowcount, [])
     cur = _cursor(conn, s, sql, params)
     rows = []
     description = cur.description  # built anew on every access
@@ -378,6 +503,7 @@ def _script(conn: sqlite3.Connection, s: Session, sql: str, _p: Any, _s: Any, _x
     try:
         conn.executescript(sql)
     finally:
+        s.clock.epoch += 1  # a script may change the schema, committed or not
         # Nothing stays open: a script that failed half-way, or forgot its COMMIT.
         left_open = conn.in_transaction
         conn = s.settle(conn)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ._backends import LoopBound, current_task, make_lock
 from ._queries import DEFAULT, Attached
-from ._statements import BEGIN, COMMIT, MANY, TX, WRITE, WriteResult, rollback
+from ._statements import BEGIN, COMMIT, MANY, NO_TX_CONTROL, TX, WRITE, WriteResult, rollback
 from ._types import Parameters
 
 if TYPE_CHECKING:
@@ -154,10 +154,10 @@ class Transaction(Attached):
             "this transaction is not active: use it inside 'async with db.transaction() as tx'"
         )
 
-    async def _query(self, mode: int, sql: str, params: Any, shape: Any) -> Any:
+    async def _query(self, mode: int, sql: str, params: Any, shape: Any, extra: Any = None) -> Any:
         self._check()
         try:
-            return await self._run_on(self._db._writer, mode, sql, params, shape, TX)
+            return await self._run_on(self._db._writer, mode, sql, params, shape, TX, extra=extra)
         except Exception:
             raise
         except BaseException:  # cancelled: what ran of it is unknown, so it cannot commit
@@ -175,6 +175,11 @@ class Transaction(Attached):
         """Execute a statement once per parameter set. 1 round trip."""
         result: WriteResult = await self._query(MANY, sql, seq_of_params, None)
         return result
+
+    async def _execute_guarded(self, sql: str) -> None:
+        """Execute SQL that must not end the transaction (a migration step's statement):
+        SQLite refuses BEGIN/COMMIT/ROLLBACK in it at prepare time."""
+        await self._query(WRITE, sql, _NO_PARAMS, None, NO_TX_CONTROL)
 
     def _stream_on(self) -> tuple[Optional[Member], Optional[deque[str]]]:
         self._check()

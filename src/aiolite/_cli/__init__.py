@@ -37,16 +37,13 @@ class _Failure(Exception):
         self.code = code
 
 
-def _clear_dest(dest: str, force: bool) -> None:
-    if os.path.exists(dest):
-        if not force:
-            raise _Failure(f"{dest!r} exists; pass --force to overwrite it", USAGE)
-        os.remove(dest)
-
-
 def _existing(path: str) -> str:
     if not os.path.exists(path):
         raise _Failure(f"no database at {path!r}", USAGE)
+    if not os.path.isfile(path):
+        raise _Failure(f"{path!r} is not a file: name the database file", USAGE)
+    if not os.access(path, os.R_OK):
+        raise _Failure(f"{path!r} cannot be read: check its permissions", USAGE)
     return path
 
 
@@ -76,7 +73,6 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
 
 async def cmd_backup(args: argparse.Namespace) -> int:
     source = _existing(args.source)
-    _clear_dest(args.dest, args.force)
     show = not args.json and sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -86,8 +82,15 @@ async def cmd_backup(args: argparse.Namespace) -> int:
             bar = "#" * filled + "." * (width - filled)
             print(f"\r  [{bar}] {done}/{total} pages", end="", file=sys.stderr, flush=True)
 
-    async with _open(source) as db:
-        pages = await db.backup(args.dest, pages=args.pages, progress=progress)
+    async with _inspect(source) as db:
+        try:
+            pages = await db.backup(
+                args.dest, pages=args.pages, progress=progress, overwrite=args.force
+            )
+        except FileExistsError:
+            raise _Failure(f"{args.dest!r} exists; pass --force to overwrite it", USAGE) from None
+        except ValueError as exc:
+            raise _Failure(str(exc), USAGE) from None
     if show:
         print(file=sys.stderr)
     problems = await _quick_check(args.dest)
@@ -160,12 +163,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _open(path: str) -> aiolite.Database:
-    # Operating on a database must not change it: keep its journal mode, skip ANALYZE.
+    # For commands that write (checkpoint): keep the journal mode, skip ANALYZE.
     return aiolite.open(path, readers=1, pragmas={"journal_mode": None}, optimize=False)
 
 
+def _inspect(path: str) -> aiolite.Database:
+    # For commands that only read: read-only, so the file (and its WAL) stay as they are.
+    return aiolite.open(path, readers=1, readonly=True)
+
+
 async def _quick_check(path: str) -> list[str]:
-    async with _open(path) as db:
+    async with _inspect(path) as db:
         return await db.integrity_check(quick=True)
 
 

@@ -202,6 +202,7 @@ class AioliteServerSideCursor(AioliteCursor):
 
     async def _collect(self, cursor: aiolite.Cursor) -> None:
         self._cursor = cursor
+        self._conn._streams.add(self)
 
     def fetchone(self) -> Any:
         return None if self._cursor is None else await_(self._cursor.fetchone())
@@ -218,6 +219,14 @@ class AioliteServerSideCursor(AioliteCursor):
         if self._cursor is not None:
             await_(self._cursor.close())
             self._cursor = None
+        self._conn._streams.discard(self)
+
+    def _abandon(self) -> None:
+        """The connection goes back to the pool: end the statement, so its read snapshot
+        does not outlive the session (0 round trips: the release is queued)."""
+        cursor, self._cursor = self._cursor, None
+        if cursor is not None:
+            cursor.close_now()
 
     def __iter__(self) -> Any:
         while True:
@@ -234,7 +243,7 @@ class AioliteDBAPIConnection(AdaptedConnection):
     (or ``BEGIN IMMEDIATE``) itself before the first statement of each transaction.
     """
 
-    __slots__ = ("_autocommit", "begin_mode", "dbapi", "default_begin_mode")
+    __slots__ = ("_autocommit", "_streams", "begin_mode", "dbapi", "default_begin_mode")
 
     def __init__(self, dbapi: AioliteDBAPI, connection: aiolite.Connection, begin: str) -> None:
         self.dbapi = dbapi
@@ -244,6 +253,9 @@ class AioliteDBAPIConnection(AdaptedConnection):
         self._autocommit = False
         self.default_begin_mode = begin
         self.begin_mode = begin
+        # Server-side cursors still open: a stream abandoned half-read keeps its statement,
+        # and with it an old snapshot, until the connection is reset (rollback on checkin).
+        self._streams: set[AioliteServerSideCursor] = set()
 
     @property
     def driver_connection(self) -> aiolite.Connection:
@@ -283,10 +295,28 @@ class AioliteDBAPIConnection(AdaptedConnection):
             await_(self.driver_connection.commit())
 
     def rollback(self) -> None:
+        # Also SQLAlchemy's reset when a connection returns to the pool: no stream of the
+        # session that used it may survive into the next one.
+        self._close_streams()
         if self.driver_connection.in_transaction:
             await_(self.driver_connection.rollback())
 
+    def _close_streams(self) -> None:
+        streams, self._streams = self._streams, set()
+        for stream in streams:
+            stream._abandon()
+
+    def ping(self) -> bool:
+        """SQLAlchemy's pre-ping: one statement outside any transaction (no BEGIN), so a
+        transaction mode chosen at checkout (aiolite_begin) still applies to the first
+        statement of the session."""
+        driver = self.driver_connection
+        cursor = await_(driver.execute("SELECT 1"))
+        cursor.close_now()
+        return True
+
     def close(self) -> None:
+        self._close_streams()
         await_(self.driver_connection.close())
 
     def terminate(self) -> None:
@@ -449,6 +479,9 @@ class AioliteDialect(SQLiteDialect_pysqlite):
 
     def get_driver_connection(self, connection: DBAPIConnection) -> Any:
         return connection.driver_connection
+
+    def do_ping(self, dbapi_connection: DBAPIConnection) -> bool:
+        return bool(dbapi_connection.ping())
 
     def do_terminate(self, dbapi_connection: DBAPIConnection) -> None:
         dbapi_connection.terminate()
