@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 PYENV_ROOT ?= /root/.pyenv
 ALL_PYTHONS = $(foreach v,3.9 3.10 3.11 3.12 3.13,$(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(v).*/bin/python))))
 
-.PHONY: demo test test-sqlalchemy test-all soak lint bench docs clean
+.PHONY: demo test test-sqlalchemy test-ecosystem test-all soak lint bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,19 @@ test: $(STAMP)
 # SQLAlchemy's dialect compliance suite on sqlite+aiolite, compared with sqlite+aiosqlite.
 test-sqlalchemy: $(STAMP)
 	$(PY) tests/sqlalchemy_suite/run.py
+
+# aiosqlite's dependents' own suites (Tortoise ORM, encode/databases) on aiosqlite and on
+# aiolite, side by side, in an environment of their own (tests/ecosystem/).
+ECO_VENV = .venv-ecosystem
+ECO_STAMP = $(ECO_VENV)/.installed
+$(ECO_STAMP): pyproject.toml tests/ecosystem/requirements.txt
+	$(PYTHON) -m venv $(ECO_VENV)
+	$(ECO_VENV)/bin/python -m pip install -q --upgrade pip
+	$(ECO_VENV)/bin/python -m pip install -q -e . -r tests/ecosystem/requirements.txt
+	touch $(ECO_STAMP)
+
+test-ecosystem: $(ECO_STAMP)
+	$(ECO_VENV)/bin/python tests/ecosystem/run.py
 
 # The chaos suite at length: 20 seeds per backend, 5 s each (tests/test_chaos.py).
 soak: $(STAMP)

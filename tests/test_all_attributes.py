@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from inspect import ismodule
+from pathlib import Path
 
 import aiosqlite
+import pytest
 
 import aiolite
+from script_runner import run_script
 
 
 def test_all_matches_exports() -> None:
@@ -47,3 +50,42 @@ def test_our_classes_say_aiolite() -> None:
     """Tracebacks and docs name aiolite.Connection, not a private module."""
     assert aiolite.Connection.__module__ == "aiolite"
     assert aiolite.Cursor.__module__ == "aiolite"
+
+
+def test_aiosqlite_submodules_after_the_swap(tmp_path: Path) -> None:
+    """With sys.modules["aiosqlite"] = aiolite, aiosqlite's submodules import and hand out
+    aiolite's classes (encode/databases annotates ``-> aiosqlite.core.Connection``)."""
+    ran = run_script(
+        tmp_path,
+        """
+            import sys
+            import aiolite
+            sys.modules["aiosqlite"] = aiolite
+            import aiosqlite
+            from aiosqlite.core import Connection, connect
+            from aiosqlite.cursor import Cursor
+            from aiosqlite.context import Result, contextmanager
+            assert aiosqlite.core.Connection is Connection is aiolite.Connection
+            assert connect is aiolite.connect and Cursor is aiolite.Cursor
+            print("ok")
+        """,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "ok"
+
+
+@pytest.mark.anyio
+async def test_private_names_dependents_use(tmp_path: Path) -> None:
+    """Connection._conn (Tortoise sets its row_factory), _thread, _connection."""
+    async with aiolite.connect(tmp_path / "x.db", isolation_level=None) as db:
+        db._conn.row_factory = sqlite3.Row
+        assert db.row_factory is sqlite3.Row
+        row = await (await db.execute("SELECT 1 AS a")).fetchone()
+        assert isinstance(row, sqlite3.Row)
+        assert row["a"] == 1
+        assert db._conn.in_transaction is False
+        assert db._thread.is_alive()
+        assert db._connection is not None
+        with pytest.raises(AttributeError, match="only"):
+            db._conn.something = 1
+    assert db._connection is None

@@ -56,6 +56,11 @@ from sqlite3 import (
 from types import MappingProxyType as _MappingProxyType
 from typing import Any as _Any
 
+# aiosqlite's submodules, for code that names them (``aiosqlite.core.Connection``): loaded
+# now, so that they are attributes of the package as they are of aiosqlite's.
+from . import context as context
+from . import core as core
+from . import cursor as cursor
 from ._adapters import Types as Types
 from ._blob import Blob as Blob
 from ._connection import Connection as Connection

@@ -18,6 +18,7 @@ from typing import Any, Callable, NoReturn, Optional, Union
 from ._backends import WakerCache, running_loop
 from ._blob import Blob
 from ._closing import Opening
+from ._compat import RawConnection
 from ._context import Execution, Result
 from ._cursor import Cursor
 from ._exceptions import ConnectionClosedError
@@ -248,6 +249,23 @@ class Connection(Opening):
     def _tx(self) -> Any:
         """aiosqlite: the job queue (only ``empty()``/``qsize()`` are meaningful)."""
         return self._worker._queue
+
+    @property
+    def _conn(self) -> RawConnection:
+        """aiosqlite: the raw connection; settings set on it reach this Connection."""
+        if self._worker.connection is None:
+            raise self._not_open_error()
+        return RawConnection(self)
+
+    @property
+    def _connection(self) -> Optional[RawConnection]:
+        """aiosqlite: the raw connection, or None when not open."""
+        return None if self._worker.connection is None else RawConnection(self)
+
+    @property
+    def _thread(self) -> Any:
+        """aiosqlite: the worker thread (``_thread.is_alive()``)."""
+        return self._worker.thread
 
     # ---- the hot path ----
 
