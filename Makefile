@@ -60,7 +60,9 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.database
 	$(PY) -m benchmarks.sqlalchemy_rmw
+	$(PY) -m benchmarks.sqlalchemy_mix
 	$(PY) -m benchmarks.fastapi_load
+	$(PY) -m benchmarks.fastapi_sqlalchemy_load
 
 # The docs site (mkdocs-material + an API reference from the docstrings) into site/;
 # --strict turns every warning into an error.

@@ -80,12 +80,12 @@ async def main() -> None:
         for i, (name, url, opts) in enumerate(
             [
                 ("sqlite+aiosqlite", "sqlite+aiosqlite:///{}", {}),
-                ("sqlite+aiolite (deferred)", "sqlite+aiolite:///{}", {}),
                 (
-                    "sqlite+aiolite (immediate)",
+                    "sqlite+aiolite (deferred)",
                     "sqlite+aiolite:///{}",
-                    {"aiolite_begin": "immediate"},
+                    {"aiolite_begin": "deferred"},
                 ),
+                ("sqlite+aiolite (default)", "sqlite+aiolite:///{}", {}),
             ]
         ):
             path = Path(tmp) / f"rmw{i}.db"

@@ -73,6 +73,10 @@ class _RecordingWorker:
 def test_asyncio_waiter_speaks_the_future_protocol() -> None:
     """The Waiter a task awaits: callbacks, results, errors and cancel, as a Future."""
     from aiolite._backends._asyncio import Waiter
+    from aiolite._worker import Job
+
+    def job(name: str) -> Job:
+        return Job(print, (name,))
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -80,7 +84,7 @@ def test_asyncio_waiter_speaks_the_future_protocol() -> None:
         calls: list[str] = []
 
         # Two callbacks (beyond what a Task adds); one removed; settle runs the rest at once.
-        w = Waiter(loop, worker, "job")  # type: ignore[arg-type]
+        w = Waiter(loop, worker, job("job"))  # type: ignore[arg-type]
         w.add_done_callback(lambda f: calls.append("a"))
         second = lambda f: calls.append("b")  # noqa: E731
         w.add_done_callback(second)
@@ -96,7 +100,7 @@ def test_asyncio_waiter_speaks_the_future_protocol() -> None:
         assert w.result() == 42
 
         # A failure is raised by result() and returned by exception().
-        w = Waiter(loop, worker, "job")  # type: ignore[arg-type]
+        w = Waiter(loop, worker, job("job"))  # type: ignore[arg-type]
         error = sqlite3.OperationalError("boom")
         w.settle(False, error)
         assert w.exception() is error
@@ -105,10 +109,11 @@ def test_asyncio_waiter_speaks_the_future_protocol() -> None:
 
         # Cancel abandons the job on its worker and schedules the callbacks; the message
         # reaches the CancelledError; a later outcome is dropped.
-        w = Waiter(loop, worker, "job-3")  # type: ignore[arg-type]
+        third = job("job-3")
+        w = Waiter(loop, worker, third)  # type: ignore[arg-type]
         w.add_done_callback(lambda f: calls.append("cancelled"))
         assert w.cancel("why")
-        assert worker.cancelled == ["job-3"]
+        assert worker.cancelled == [third]
         assert not w.cancel()
         w.settle(True, 1)
         await asyncio.sleep(0)
@@ -122,7 +127,7 @@ def test_asyncio_waiter_speaks_the_future_protocol() -> None:
         assert calls[-1] == "late"
 
         # Awaited by a task: the task gets the value.
-        w = Waiter(loop, worker, "job")  # type: ignore[arg-type]
+        w = Waiter(loop, worker, job("job"))  # type: ignore[arg-type]
 
         async def wait_for_it() -> object:
             return await w

@@ -111,3 +111,22 @@ async def test_execute_helpers_are_one_trip(loaded: aiolite.Connection) -> None:
         assert await loaded.execute_insert("INSERT INTO t (v) VALUES ('z')") == (10_001,)
 
     assert await trips(loaded, both) == 2
+
+
+async def test_begin_travels_with_the_statement(db_path: object) -> None:
+    """execute(q, begin="IMMEDIATE") opens the transaction in the same trip; an open
+    transaction is joined, not begun again; a bad kind is refused before any trip."""
+    async with aiolite.connect(str(db_path), isolation_level=None) as db:
+        await db.execute("CREATE TABLE t (x)")
+
+        async def first() -> None:
+            await db.execute("INSERT INTO t VALUES (1)", begin="IMMEDIATE")
+
+        assert await trips(db, first) == 1
+        assert db.in_transaction
+        await db.execute("INSERT INTO t VALUES (2)", begin="IMMEDIATE")  # joins it
+        await db.executemany("INSERT INTO t VALUES (?)", [(3,)], begin="deferred")
+        await db.rollback()
+        assert await db.execute_fetchall("SELECT count(*) FROM t") == [(0,)]
+        with pytest.raises(ValueError, match="begin must be"):
+            await db.execute("SELECT 1", begin="LATER")

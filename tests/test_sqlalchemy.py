@@ -109,10 +109,20 @@ async def test_read_modify_write_immediate_url_option(tmp_path: Path) -> None:
     assert total == 300
 
 
-async def test_read_modify_write_deferred_never_loses_an_update(engine: AsyncEngine) -> None:
-    """Default mode: the SELECT is inside the transaction, so a conflicting write fails
-    loudly (and says what to do) instead of silently overwriting another commit."""
+async def test_read_modify_write_on_the_plain_url(engine: AsyncEngine) -> None:
+    """The issue's test on the plain sqlite+aiolite URL (immediate by default, writers
+    queued in the process): 30 sessions x 10 read-modify-writes, exactly 300, 0 errors."""
     total, errors = await _read_modify_write(engine, 30, 10)
+    assert errors == []
+    assert total == 300
+
+
+async def test_read_modify_write_deferred_never_loses_an_update(engine: AsyncEngine) -> None:
+    """Deferred sessions (the read path) that write after reading: a conflicting write
+    fails loudly (and says what to do) instead of silently overwriting another commit."""
+    total, errors = await _read_modify_write(
+        engine.execution_options(aiolite_begin="deferred"), 30, 10
+    )
     assert total + len(errors) == 300
     assert errors, "30 concurrent deferred read-modify-writes should conflict"
     message = str(errors[0].orig)
@@ -127,7 +137,8 @@ async def test_first_read_starts_the_transaction(engine: AsyncEngine) -> None:
     async with AsyncSession(engine) as s:
         s.add(Counter(id=1, value=1))
         await s.commit()
-    async with engine.connect() as reader:
+    reading = engine.execution_options(aiolite_begin="deferred")  # the read path
+    async with reading.connect() as reader:
         first = (await reader.execute(text("SELECT value FROM counter"))).scalar_one()
         async with engine.begin() as writer:
             await writer.execute(text("UPDATE counter SET value = 2"))
@@ -152,13 +163,13 @@ async def test_begin_is_sent_once_and_only_when_needed(engine: AsyncEngine) -> N
             await conn.execute(text("SELECT 1"))
             await conn.execute(text("SELECT 2"))
         await driver.set_trace_callback(None)
-    assert sent == ["BEGIN", "SELECT 1", "SELECT 2", "COMMIT"]
+    assert sent == ["BEGIN IMMEDIATE", "SELECT 1", "SELECT 2", "COMMIT"]
 
 
-async def test_immediate_execution_option_is_reset_on_return_to_pool(engine: AsyncEngine) -> None:
+async def test_begin_execution_option_is_reset_on_return_to_pool(engine: AsyncEngine) -> None:
     sent: list[str] = []
     async with engine.connect() as conn:
-        await conn.execution_options(aiolite_begin="immediate")
+        await conn.execution_options(aiolite_begin="deferred")
         driver = (await conn.get_raw_connection()).driver_connection
         await driver.set_trace_callback(sent.append)
         await conn.execute(text("SELECT 1"))
@@ -170,10 +181,67 @@ async def test_immediate_execution_option_is_reset_on_return_to_pool(engine: Asy
         await conn.execute(text("SELECT 1"))
         await conn.commit()
         await driver.set_trace_callback(None)
-    assert sent == ["BEGIN IMMEDIATE", "SELECT 1", "COMMIT", "BEGIN", "SELECT 1", "COMMIT"]
+    assert sent == ["BEGIN DEFERRED", "SELECT 1", "COMMIT", "BEGIN IMMEDIATE", "SELECT 1", "COMMIT"]
     with pytest.raises(ValueError, match="deferred' or 'immediate"):
         async with engine.connect() as conn:
             await conn.execution_options(aiolite_begin="exclusive")
+
+
+async def test_a_task_waiting_for_its_own_write_lock_fails_at_once(engine: AsyncEngine) -> None:
+    """One task, two sessions that both write: the second would wait for the first
+    forever; it fails at once and says what to do."""
+    started = time.monotonic()
+    async with AsyncSession(engine) as first, AsyncSession(engine) as second:
+        first.add(Item(id=1, name="a"))
+        await first.flush()
+        second.add(Item(id=2, name="b"))
+        with pytest.raises(OperationalError, match="would wait for itself"):
+            await second.flush()
+    assert time.monotonic() - started < 2
+
+
+async def test_writers_queue_in_order_and_a_long_holder_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Writers of one file, across two engines, take the write gate in arrival order; a
+    transaction that holds it past hold_warning is logged with where its task waits; one
+    that waits past write_timeout says how long, behind how many, held how long."""
+    url = f"sqlite+aiolite:///{tmp_path / 'q.db'}?hold_warning=0.2&write_timeout=1"
+    e1, e2 = create_async_engine(url), create_async_engine(url)
+    try:
+        async with e1.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        order: list[int] = []
+
+        async def writer(k: int, engine: AsyncEngine, hold: float, delay: float = 0) -> None:
+            async with AsyncSession(engine) as s:
+                await s.connection()  # checked out (and connected) before the race
+                await asyncio.sleep(delay)  # then arrive at the gate in k's order
+                s.add(Item(id=k, name=str(k)))
+                await s.flush()
+                order.append(k)
+                await asyncio.sleep(hold)
+                await s.commit()
+
+        with caplog.at_level("WARNING", logger="aiolite"):
+            first = asyncio.ensure_future(writer(1, e1, 0.4))
+            await asyncio.sleep(0.05)
+            rest = [
+                asyncio.ensure_future(writer(k, (e1, e2)[k % 2], 0, 0.02 * k)) for k in range(2, 8)
+            ]
+            await asyncio.gather(first, *rest)
+        assert order == list(range(1, 8))
+        held = [r for r in caplog.records if "has held the write lock" in r.getMessage()]
+        assert held
+        assert "asyncio.sleep" in held[0].getMessage() or "writer" in held[0].getMessage()
+        blocker = asyncio.ensure_future(writer(100, e1, 1.5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(OperationalError, match=r"waited 1\.\d s .* behind 1 writer"):
+            await writer(101, e2, 0)
+        await blocker
+    finally:
+        await e1.dispose()
+        await e2.dispose()
 
 
 async def test_savepoints_roll_back_only_their_part(engine: AsyncEngine) -> None:
@@ -257,7 +325,8 @@ async def test_memory_database_is_shared_by_the_engine_pool() -> None:
         assert type(eng.pool).__name__ == "AsyncAdaptedQueuePool"
         async with eng.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
-        async with eng.connect() as a, eng.connect() as b:
+        reading = eng.execution_options(aiolite_begin="deferred")
+        async with eng.connect() as a, reading.connect() as b:
             await a.execute(text("INSERT INTO item (id, name) VALUES (1, 'uncommitted')"))
             # In memory there is no WAL: a writer blocks readers until it commits.
             with pytest.raises(OperationalError, match="locked"):

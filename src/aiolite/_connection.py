@@ -13,7 +13,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Callable, NoReturn, Optional, Union
+from typing import Any, Callable, NoReturn, Optional, Union, overload
 
 from ._backends import WakerCache, running_loop
 from ._blob import Blob
@@ -332,25 +332,49 @@ class Connection(Opening):
         self._check_open()
         return Cursor(self)
 
-    def execute(self, sql: str, parameters: Optional[Parameters] = None) -> Execution:
+    @overload
+    def execute(
+        self, sql: str, parameters: Optional[Parameters] = None, *, begin: None = None
+    ) -> Execution: ...
+
+    @overload
+    def execute(
+        self, sql: str, parameters: Optional[Parameters] = None, *, begin: str
+    ) -> Result[Cursor]: ...
+
+    def execute(
+        self, sql: str, parameters: Optional[Parameters] = None, *, begin: Optional[str] = None
+    ) -> Union[Execution, Result[Cursor]]:
         """Execute a statement and prefetch its first rows; returns a cursor. 1 round trip.
 
-        **Cancellation**: a statement that had not started never runs; a running one is
-        interrupted; if it opened a transaction implicitly, that transaction is rolled back.
-        """
-        return Execution(Cursor(self), sql, _NO_PARAMS if parameters is None else parameters)
+        ``begin`` (an aiolite addition): ``"DEFERRED"``, ``"IMMEDIATE"`` or ``"EXCLUSIVE"``
+        opens a transaction of that kind first, unless one is open, in the same round trip.
 
-    def executemany(self, sql: str, parameters: Iterable[Parameters]) -> Result[Cursor]:
-        """Execute a DML statement for each parameter set; returns a cursor. 1 round trip."""
-        return Result(self._via_cursor("executemany", sql, parameters))
+        **Cancellation**: a statement that had not started never runs; a running one is
+        aborted; if it opened a transaction, that transaction is rolled back.  One that
+        finished before the abort took effect returns its cursor.
+        """
+        params = _NO_PARAMS if parameters is None else parameters
+        if begin is None:
+            return Execution(Cursor(self), sql, params)
+        return Result(self._via_cursor("execute", sql, params, begin=begin))
+
+    def executemany(
+        self, sql: str, parameters: Iterable[Parameters], *, begin: Optional[str] = None
+    ) -> Result[Cursor]:
+        """Execute a DML statement for each parameter set; returns a cursor. 1 round trip.
+
+        ``begin``: as for :meth:`execute`.
+        """
+        return Result(self._via_cursor("executemany", sql, parameters, begin=begin))
 
     def executescript(self, sql_script: str) -> Result[Cursor]:
         """Execute a script of statements; returns a cursor. 1 round trip."""
         return Result(self._via_cursor("executescript", sql_script))
 
-    async def _via_cursor(self, method: str, *args: Any) -> Cursor:
+    async def _via_cursor(self, method: str, *args: Any, **kw: Any) -> Cursor:
         cursor = Cursor(self)
-        await getattr(cursor, method)(*args)
+        await getattr(cursor, method)(*args, **kw)
         return cursor
 
     def execute_insert(self, sql: str, parameters: Optional[Parameters] = None) -> Result[Any]:

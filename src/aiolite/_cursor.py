@@ -137,6 +137,42 @@ def run_executemany(
     return res
 
 
+def begin_statement(kind: str) -> str:
+    """``BEGIN <kind>`` for a ``begin=`` argument, validated."""
+    if not isinstance(kind, str) or kind.upper() not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+        raise ValueError(f"begin must be 'DEFERRED', 'IMMEDIATE' or 'EXCLUSIVE', got {kind!r}")
+    return f"BEGIN {kind.upper()}"
+
+
+def run_execute_in(
+    conn: sqlite3.Connection,
+    res: Cursor,
+    sql: str,
+    params: Parameters,
+    begin: str,
+    row_factory: RowFactory,
+    prefetch: int,
+) -> Cursor:
+    # The transaction's BEGIN travels with its first statement: one round trip.
+    if not conn.in_transaction:
+        conn.execute(begin)
+    return run_execute(conn, res, sql, params, row_factory, prefetch)
+
+
+def run_executemany_in(
+    conn: sqlite3.Connection,
+    res: Cursor,
+    sql: str,
+    seq: Iterable[Parameters],
+    begin: str,
+    row_factory: RowFactory,
+    prefetch: int,
+) -> Cursor:
+    if not conn.in_transaction:
+        conn.execute(begin)
+    return run_executemany(conn, res, sql, seq, row_factory, prefetch)
+
+
 def run_executescript(
     conn: sqlite3.Connection, res: Cursor, script: str, row_factory: RowFactory, prefetch: int
 ) -> Cursor:
@@ -194,14 +230,32 @@ class Cursor(Closing, _Results):
 
     # -- statements (1 round trip each) --
 
-    async def execute(self, sql: str, parameters: Optional[Parameters] = None) -> Cursor:
-        """Execute one statement and prefetch its first rows. Returns this cursor."""
-        await self._stmt(run_execute, sql, _NO_PARAMS if parameters is None else parameters)
+    async def execute(
+        self, sql: str, parameters: Optional[Parameters] = None, *, begin: Optional[str] = None
+    ) -> Cursor:
+        """Execute one statement and prefetch its first rows. Returns this cursor.
+
+        ``begin`` (an aiolite addition: ``"DEFERRED"``, ``"IMMEDIATE"``, ``"EXCLUSIVE"``)
+        first opens a transaction of that kind unless one is open, in the same round trip.
+        """
+        params = _NO_PARAMS if parameters is None else parameters
+        if begin is None:
+            await self._stmt(run_execute, sql, params)
+        else:
+            await self._stmt(run_execute_in, sql, params, begin_statement(begin))
         return self
 
-    async def executemany(self, sql: str, parameters: Iterable[Parameters]) -> Cursor:
-        """Execute a DML statement once per parameter set. Returns this cursor."""
-        await self._stmt(run_executemany, sql, parameters)
+    async def executemany(
+        self, sql: str, parameters: Iterable[Parameters], *, begin: Optional[str] = None
+    ) -> Cursor:
+        """Execute a DML statement once per parameter set. Returns this cursor.
+
+        ``begin``: as for :meth:`execute`.
+        """
+        if begin is None:
+            await self._stmt(run_executemany, sql, parameters)
+        else:
+            await self._stmt(run_executemany_in, sql, parameters, begin_statement(begin))
         return self
 
     async def executescript(self, sql_script: str) -> Cursor:

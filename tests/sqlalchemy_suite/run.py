@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OURS = ("aiolite", "aiolite_immediate")
+OURS = ("aiolite", "aiolite_deferred")
 BASELINE = "aiosqlite"
 
 

@@ -62,6 +62,7 @@ class Waiter:
         "_job",
         "_loop",
         "_more",
+        "_pure",
         "_state",
         "_value",
         "_worker",
@@ -77,6 +78,7 @@ class Waiter:
         # Held while pending, to abandon the job if the waiting task is cancelled.
         self._worker: Worker | None = worker
         self._job: Job | None = job
+        self._pure = job.pure
 
     def __await__(self) -> Generator[Any, None, Any]:
         if self._state == _PENDING:
@@ -85,9 +87,13 @@ class Waiter:
                 yield self  # the Task registers its wake-up with add_done_callback
             except asyncio.CancelledError as exc:
                 # The Task was cancelled while the job ran, and the job finished anyway:
-                # report what happened, and cancel again at the task's next await.
-                if self._state == _CANCELLED or (
-                    self._state == _FAILED and type(self._value) is Aborted
+                # report what happened, and cancel again at the task's next await.  Not for
+                # a pure job: nothing of it outlives the cancellation (a read, a statement
+                # of a transaction that the cancellation rolls back), so it stands.
+                if (
+                    self._pure
+                    or self._state == _CANCELLED
+                    or (self._state == _FAILED and type(self._value) is Aborted)
                 ):
                     raise
                 _cancel_later(self._loop, exc)

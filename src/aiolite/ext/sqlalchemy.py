@@ -13,10 +13,16 @@ What it changes compared with ``sqlite+aiosqlite`` (docs/sqlalchemy.md has the d
   driver runs in autocommit mode and the dialect sends ``BEGIN`` itself, just before the
   first statement of each transaction (PRAGMA, VACUUM, ATTACH and DETACH excepted: SQLite
   refuses or ignores them inside a transaction).
-* **``BEGIN IMMEDIATE`` on request**: ``?begin=immediate`` in the URL for a whole engine, or
-  ``engine.execution_options(aiolite_begin="immediate")`` for the sessions that write.
-  Such transactions take the write lock up front, so concurrent writers wait their turn
-  (up to ``timeout``) instead of failing with "database is locked" at their first write.
+* **Writers queue, in order, in the process.**  Every connection to one database file
+  (every pooled connection, every engine of the process) shares one FIFO *write gate*: a
+  transaction that writes waits its turn there, at no cost, instead of sleep-polling in
+  SQLite's busy handler, which fails the unlucky after ``timeout``.  SQLite's own locking is
+  left for other processes.
+* **``BEGIN IMMEDIATE`` by default**: a transaction takes the gate and SQLite's write lock
+  at its first statement, so a read-modify-write never fails half-way.  Sessions that only
+  read use ``engine.execution_options(aiolite_begin="deferred")`` (or ``?begin=deferred``):
+  they never queue behind writers; if such a transaction writes after all, it takes the
+  gate at its first write.
 * **Production defaults**: the same pragmas as :func:`aiolite.open` (WAL, foreign keys,
   ``synchronous=NORMAL``...), each overridable by a URL query key or ``connect_args``.
 * **Pools**: a file database gets SQLAlchemy's ``AsyncAdaptedQueuePool``; ``:memory:`` gets
@@ -29,9 +35,14 @@ Only aiolite's public API is used.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import itertools
+import logging
+import os
 import re
 import sqlite3
+import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -80,9 +91,12 @@ def _needs_begin(sql: str) -> bool:
     return m is None or m.group(1).upper() not in _NO_BEGIN
 
 
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER"})
+
+
 def _is_write(sql: str) -> bool:
     m = _KEYWORD.match(sql)
-    return m is not None and m.group(1).upper() in ("INSERT", "UPDATE", "DELETE", "REPLACE")
+    return m is not None and m.group(1).upper() in _WRITES
 
 
 def _upgrade_refused(exc: sqlite3.OperationalError) -> sqlite3.OperationalError:
@@ -107,6 +121,122 @@ def _check_mode(value: Any) -> str:
     if mode not in BEGIN_MODES:
         raise ValueError(f"begin must be 'deferred' or 'immediate', got {value!r}")
     return mode
+
+
+# ---- the write gate: one FIFO per database file, shared by the process ----------------------
+
+#: Seconds a writer waits for the gate before "database is locked" (URL: write_timeout).
+WRITE_TIMEOUT = 30.0
+#: A transaction holding the gate longer than this is logged with where its task is
+#: (URL: hold_warning; 0 turns it off).
+HOLD_WARNING = 1.0
+
+logger = logging.getLogger("aiolite")
+
+
+class WriteGate:
+    """The FIFO queue for writing one database file, for the connections of one loop."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.loop = asyncio.get_running_loop()
+        self._lock = asyncio.Lock()
+        self.waiting = 0
+        self.holder: Any = None  # the DB-API connection holding it
+        self.since = 0.0
+        self._warning: Optional[asyncio.TimerHandle] = None
+        self._task: Optional[asyncio.Task[Any]] = None
+
+    async def acquire(self, owner: Any, timeout: float, warn_after: float) -> None:
+        if self._task is not None and self._task is asyncio.current_task():
+            raise aiolite.DatabaseLockedError(
+                f"this task already holds the write lock of {self.name} through another "
+                "session or connection, so it would wait for itself: do the work in that "
+                "session, or open the one that only reads with "
+                "execution_options(aiolite_begin='deferred')"
+            )
+        started = time.monotonic()
+        ahead = self.waiting + (1 if self._lock.locked() else 0)
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout)
+        except asyncio.TimeoutError:
+            held = time.monotonic() - self.since if self.holder is not None else 0.0
+            raise aiolite.DatabaseLockedError(
+                f"database is locked: waited {time.monotonic() - started:.1f} s for the "
+                f"write lock of {self.name} behind {ahead} writer(s); the transaction "
+                f"holding it has held it for {held:.1f} s. Keep write transactions short "
+                "(no unrelated awaits between the first write and the commit; see the "
+                "'aiolite' log), or raise write_timeout= in the URL"
+            ) from None
+        finally:
+            self.waiting -= 1
+        self.holder = owner
+        self.since = time.monotonic()
+        self._task = asyncio.current_task()
+        if warn_after > 0:
+            self._warning = asyncio.get_running_loop().call_later(warn_after, self._warn)
+
+    def release_from_anywhere(self) -> None:
+        """Release from any thread (a connection terminated by the garbage collector)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self.release()
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.release)
+        except RuntimeError:  # the loop is closed: nobody waits on this gate any more
+            pass
+
+    def release(self) -> None:
+        self.holder = None
+        self._task = None
+        if self._warning is not None:
+            self._warning.cancel()
+            self._warning = None
+        self._lock.release()
+
+    def _warn(self) -> None:
+        self._warning = None
+        task = self._task
+        where = io.StringIO()
+        if task is not None and not task.done():
+            task.print_stack(limit=8, file=where)
+        logger.warning(
+            "a transaction has held the write lock of %s for %.1f s while %d writer(s) wait; "
+            "keep unrelated awaits out of write transactions. Where its task is now:\n%s",
+            self.name,
+            time.monotonic() - self.since,
+            self.waiting,
+            where.getvalue().rstrip(),
+        )
+
+
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, WriteGate]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def write_gate(name: str) -> WriteGate:
+    """The gate of database ``name`` for the running loop (made on first use)."""
+    per_loop = _gates.setdefault(asyncio.get_running_loop(), {})
+    gate = per_loop.get(name)
+    if gate is None:
+        gate = per_loop[name] = WriteGate(name)
+    return gate
+
+
+def _gate_name(database: str, uri: bool) -> str:
+    """One name per database file: its real path (or the memdb name of ``:memory:``)."""
+    if uri:
+        path = database[5:].split("?", 1)[0] if database.startswith("file:") else database
+        if "vfs=memdb" in database or "mode=memory" in database:
+            return database.split("?", 1)[0]
+        database = path
+    return os.path.realpath(database)
 
 
 # ---- the DB-API facade, run inside SQLAlchemy's greenlet ----------------------------------
@@ -140,20 +270,28 @@ class AioliteCursor:
         # Whether this statement joins a transaction that already ran statements: only
         # then can a busy error mean SQLite refused to upgrade a read to a write.
         began_before = driver.in_transaction
-        await conn._begin_for(sql)
+        begin = await conn._prepare(sql)
         if self._cursor is not None:
             await self._cursor.close()
             self._cursor = None
         try:
             if many:
-                cursor = await driver.executemany(sql, params)
-            else:
+                cursor = await driver.executemany(sql, params, begin=begin)
+            elif begin is None:
                 cursor = await driver.execute(sql, () if params is None else params)
+            else:
+                cursor = await driver.execute(sql, () if params is None else params, begin=begin)
         except sqlite3.OperationalError as exc:
+            conn._release_if_idle()
             deferred = began_before and conn.begin_mode == "deferred"
             if deferred and _is_write(sql) and aiolite.is_busy(exc):
                 raise _upgrade_refused(exc) from exc
             raise
+        except BaseException:
+            conn._release_if_idle()
+            raise
+        if conn._autocommit:
+            conn._release_if_idle()
         self.description = cursor.description
         self.rowcount = cursor.rowcount
         self.lastrowid = cursor.lastrowid
@@ -243,9 +381,27 @@ class AioliteDBAPIConnection(AdaptedConnection):
     (or ``BEGIN IMMEDIATE``) itself before the first statement of each transaction.
     """
 
-    __slots__ = ("_autocommit", "_streams", "begin_mode", "dbapi", "default_begin_mode")
+    __slots__ = (
+        "_autocommit",
+        "_gate_name",
+        "_holding",
+        "_streams",
+        "begin_mode",
+        "dbapi",
+        "default_begin_mode",
+        "hold_warning",
+        "write_timeout",
+    )
 
-    def __init__(self, dbapi: AioliteDBAPI, connection: aiolite.Connection, begin: str) -> None:
+    def __init__(
+        self,
+        dbapi: AioliteDBAPI,
+        connection: aiolite.Connection,
+        begin: str,
+        gate: str,
+        write_timeout: float = WRITE_TIMEOUT,
+        hold_warning: float = HOLD_WARNING,
+    ) -> None:
         self.dbapi = dbapi
         # SQLAlchemy types this slot with its own protocol; aiolite.Connection is what
         # run_async() and driver_connection hand out.
@@ -253,6 +409,10 @@ class AioliteDBAPIConnection(AdaptedConnection):
         self._autocommit = False
         self.default_begin_mode = begin
         self.begin_mode = begin
+        self._gate_name = gate
+        self._holding: Optional[WriteGate] = None
+        self.write_timeout = write_timeout
+        self.hold_warning = hold_warning
         # Server-side cursors still open: a stream abandoned half-read keeps its statement,
         # and with it an old snapshot, until the connection is reset (rollback on checkin).
         self._streams: set[AioliteServerSideCursor] = set()
@@ -261,11 +421,36 @@ class AioliteDBAPIConnection(AdaptedConnection):
     def driver_connection(self) -> aiolite.Connection:
         return self._connection  # type: ignore[return-value]
 
-    async def _begin_for(self, sql: str) -> None:
+    async def _prepare(self, sql: str) -> Optional[str]:
+        """Queue for the write gate if ``sql`` needs it; return the ``begin=`` kind that
+        opens the transaction with the statement (None: no BEGIN to send)."""
         conn = self.driver_connection
-        if self._autocommit or conn.in_transaction or not _needs_begin(sql):
-            return
-        await conn.execute("BEGIN IMMEDIATE" if self.begin_mode == "immediate" else "BEGIN")
+        write = _is_write(sql)
+        if self._autocommit or conn.in_transaction:
+            if write and self._holding is None:
+                await self._take_gate()  # a write without a transaction, or a deferred one's
+            return None
+        if not _needs_begin(sql):
+            return None
+        if self.begin_mode == "immediate" or write:
+            await self._take_gate()
+            return "IMMEDIATE"
+        return "DEFERRED"
+
+    async def _take_gate(self) -> None:
+        gate = write_gate(self._gate_name)
+        await gate.acquire(self, self.write_timeout, self.hold_warning)
+        self._holding = gate
+
+    def _release_if_idle(self) -> None:
+        """Give the gate back once no transaction of ours is open any more."""
+        if self._holding is not None and not self.driver_connection.in_transaction:
+            self._release()
+
+    def _release(self) -> None:
+        gate, self._holding = self._holding, None
+        if gate is not None:
+            gate.release()
 
     # sqlite3's spelling of autocommit, which SQLAlchemy's pysqlite dialect sets and reads.
     @property
@@ -291,15 +476,21 @@ class AioliteDBAPIConnection(AdaptedConnection):
         return cursor
 
     def commit(self) -> None:
-        if self.driver_connection.in_transaction:
-            await_(self.driver_connection.commit())
+        try:
+            if self.driver_connection.in_transaction:
+                await_(self.driver_connection.commit())
+        finally:
+            self._release_if_idle()
 
     def rollback(self) -> None:
         # Also SQLAlchemy's reset when a connection returns to the pool: no stream of the
         # session that used it may survive into the next one.
         self._close_streams()
-        if self.driver_connection.in_transaction:
-            await_(self.driver_connection.rollback())
+        try:
+            if self.driver_connection.in_transaction:
+                await_(self.driver_connection.rollback())
+        finally:
+            self._release_if_idle()
 
     def _close_streams(self) -> None:
         streams, self._streams = self._streams, set()
@@ -317,11 +508,15 @@ class AioliteDBAPIConnection(AdaptedConnection):
 
     def close(self) -> None:
         self._close_streams()
+        self._release()  # closing rolls back whatever was open
         await_(self.driver_connection.close())
 
     def terminate(self) -> None:
         """Close without waiting: for connections SQLAlchemy gives up on (a cancelled
         checkout, garbage collection outside the event loop)."""
+        gate, self._holding = self._holding, None
+        if gate is not None:
+            gate.release_from_anywhere()
         self.driver_connection.stop()
 
     def create_function(self, *args: Any, **kwargs: Any) -> None:
@@ -366,18 +561,22 @@ class AioliteDBAPI:
         self,
         database: str,
         *,
-        begin: str = "deferred",
+        begin: str = "immediate",
         pragmas: Optional[dict[str, Any]] = None,
+        write_timeout: float = WRITE_TIMEOUT,
+        hold_warning: float = HOLD_WARNING,
         async_creator_fn: Any = None,
         **kwargs: Any,
     ) -> AioliteDBAPIConnection:
         mode = _check_mode(begin)
+        gate = _gate_name(database, bool(kwargs.get("uri")))
+        waits = {"write_timeout": float(write_timeout), "hold_warning": float(hold_warning)}
         if async_creator_fn is None:
             kwargs["isolation_level"] = None  # BEGIN is ours to send
             # Set as the connection opens: a switch to WAL then waits for other processes
             # switching the same new file (several app workers starting at once).
             conn = await_(aiolite.connect(database, pragmas=pragmas, **kwargs))
-            return AioliteDBAPIConnection(self, conn, mode)
+            return AioliteDBAPIConnection(self, conn, mode, gate, **waits)
         conn = await_(async_creator_fn(database, **kwargs))
         try:
             settings = [
@@ -390,7 +589,7 @@ class AioliteDBAPI:
         except BaseException:
             await_(conn.close())
             raise
-        return AioliteDBAPIConnection(self, conn, mode)
+        return AioliteDBAPIConnection(self, conn, mode, gate, **waits)
 
 
 # ---- the dialect ---------------------------------------------------------------------------
@@ -455,7 +654,12 @@ class AioliteDialect(SQLiteDialect_pysqlite):
 
     def create_connect_args(self, url: URL) -> ConnectArgsType:
         query = dict(url.query)
-        begin = _check_mode(query.pop("begin", "deferred"))
+        begin = _check_mode(query.pop("begin", "immediate"))
+        waits: dict[str, Any] = {
+            key: float(str(query.pop(key)))
+            for key in ("write_timeout", "hold_warning")
+            if key in query
+        }
         pragmas = dict(aiolite.DEFAULT_PRAGMAS)
         for name in list(query):
             if name in pragmas or name in ("busy_timeout", "cache_size", "mmap_size"):
@@ -475,7 +679,7 @@ class AioliteDialect(SQLiteDialect_pysqlite):
             args = [name]
             kwargs["uri"] = True
         kwargs.pop("check_same_thread", None)  # aiolite's worker owns the connection
-        return args, {**kwargs, "begin": begin, "pragmas": pragmas}
+        return args, {**kwargs, "begin": begin, "pragmas": pragmas, **waits}
 
     def get_driver_connection(self, connection: DBAPIConnection) -> Any:
         return connection.driver_connection
