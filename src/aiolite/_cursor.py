@@ -144,33 +144,21 @@ def begin_statement(kind: str) -> str:
     return f"BEGIN {kind.upper()}"
 
 
-def run_execute_in(
+def run_begun(
     conn: sqlite3.Connection,
     res: Cursor,
     sql: str,
-    params: Parameters,
+    params: Any,
     begin: str,
+    run: Any,
     row_factory: RowFactory,
     prefetch: int,
 ) -> Cursor:
-    # The transaction's BEGIN travels with its first statement: one round trip.
+    """``run`` (run_execute or run_executemany) after ``begin``, unless a transaction is
+    open: the transaction's BEGIN travels with its first statement, in one round trip."""
     if not conn.in_transaction:
         conn.execute(begin)
-    return run_execute(conn, res, sql, params, row_factory, prefetch)
-
-
-def run_executemany_in(
-    conn: sqlite3.Connection,
-    res: Cursor,
-    sql: str,
-    seq: Iterable[Parameters],
-    begin: str,
-    row_factory: RowFactory,
-    prefetch: int,
-) -> Cursor:
-    if not conn.in_transaction:
-        conn.execute(begin)
-    return run_executemany(conn, res, sql, seq, row_factory, prefetch)
+    return run(conn, res, sql, params, row_factory, prefetch)  # type: ignore[no-any-return]
 
 
 def run_executescript(
@@ -242,7 +230,7 @@ class Cursor(Closing, _Results):
         if begin is None:
             await self._stmt(run_execute, sql, params)
         else:
-            await self._stmt(run_execute_in, sql, params, begin_statement(begin))
+            await self._stmt(run_begun, sql, params, begin_statement(begin), run_execute)
         return self
 
     async def executemany(
@@ -255,7 +243,7 @@ class Cursor(Closing, _Results):
         if begin is None:
             await self._stmt(run_executemany, sql, parameters)
         else:
-            await self._stmt(run_executemany_in, sql, parameters, begin_statement(begin))
+            await self._stmt(run_begun, sql, parameters, begin_statement(begin), run_executemany)
         return self
 
     async def executescript(self, sql_script: str) -> Cursor:
