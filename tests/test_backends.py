@@ -138,3 +138,27 @@ def test_asyncio_waiter_speaks_the_future_protocol() -> None:
         assert await task == "value"
 
     asyncio.run(main())
+
+
+def test_a_job_that_raises_cancelled_error_is_not_a_cancel_of_the_task() -> None:
+    """A job whose own outcome is CancelledError (a connector that raises it) reaches the
+    task as that error, and leaves no cancellation behind for the task's next await."""
+    from aiolite._backends import WakerCache
+    from aiolite._worker import Job, Worker
+
+    def raise_cancelled(_: object) -> None:
+        raise asyncio.CancelledError("from the job")
+
+    async def main() -> str:
+        worker = Worker()
+        worker.start()
+        try:
+            with pytest.raises(asyncio.CancelledError, match="from the job"):
+                await WakerCache().current().wait(worker, Job(raise_cancelled, ()))
+            await asyncio.sleep(0.05)  # a spurious re-delivered cancel would land here
+            return "not cancelled"
+        finally:
+            worker.stop()
+            worker.join(5)
+
+    assert asyncio.run(main()) == "not cancelled"

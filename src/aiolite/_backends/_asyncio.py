@@ -63,6 +63,7 @@ class Waiter:
         "_loop",
         "_more",
         "_pure",
+        "_refused",
         "_state",
         "_value",
         "_worker",
@@ -79,6 +80,7 @@ class Waiter:
         self._worker: Worker | None = worker
         self._job: Job | None = job
         self._pure = job.pure
+        self._refused = False  # a cancel came while the job ran: its outcome tells
 
     def __await__(self) -> Generator[Any, None, Any]:
         if self._state == _PENDING:
@@ -91,7 +93,8 @@ class Waiter:
                 # a pure job: nothing of it outlives the cancellation (a read, a statement
                 # of a transaction that the cancellation rolls back), so it stands.
                 if (
-                    self._pure
+                    not self._refused  # not a cancel of ours: the job's own outcome
+                    or self._pure
                     or self._state == _CANCELLED
                     or (self._state == _FAILED and type(self._value) is Aborted)
                 ):
@@ -169,6 +172,7 @@ class Waiter:
         self._cancel_message = msg
         worker, job = self._worker, self._job
         if worker is not None and job is not None and not worker.cancel(job):
+            self._refused = True
             return False  # running: aborted or not, its outcome will tell (see __await__)
         self._state = _CANCELLED
         self._worker = self._job = None
