@@ -226,7 +226,10 @@ async def test_random_timeouts_report_the_truth(db_path: Path) -> None:
         returned: list[int] = []
         cancelled: list[int] = []
         for i in range(1500):
-            with anyio.move_on_after(rng.uniform(0, 0.002)) as scope:
+            # A fifth already expired (cancelled before or just after the job is queued):
+            # on a loaded machine the others may all finish first, which proves less.
+            timeout = 0.0 if rng.random() < 0.2 else rng.uniform(0, 0.002)
+            with anyio.move_on_after(timeout) as scope:
                 await db.execute("INSERT INTO t VALUES (?, randomblob(200))", (i,))
                 returned.append(i)
             if scope.cancelled_caught and (not returned or returned[-1] != i):

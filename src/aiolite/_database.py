@@ -72,6 +72,8 @@ from ._worker import SHORT_JOB, Job, Worker, close_connection
 __all__ = ["Database", "DatabaseStatistics", "open"]
 
 logger = logging.getLogger("aiolite")
+#: wal_autocheckpoint with checkpoints="external": 0, SQLite never checkpoints at commit.
+EXTERNAL_AUTOCHECKPOINT = 0
 _PLAIN_QUERY = re.compile(r"\s*(?:SELECT|WITH|VALUES)\b", re.IGNORECASE)
 _NO_PARAMS: tuple[()] = ()
 
@@ -93,10 +95,14 @@ class DatabaseStatistics:
     rollbacks: int
     #: Attempts to take the write lock that found another process holding it.
     busy_retries: int
-    #: TRUNCATE checkpoints run because the WAL passed ``wal_limit``.
+    #: TRUNCATE checkpoints that reset the WAL because it passed ``wal_limit``.
     wal_truncations: int
     #: Jobs answered across all connections (thread round trips).
     round_trips: int
+    #: ``wal_limit`` checkpoint attempts, and those a reader kept busy (they back off:
+    #: 1 s, doubling to 30 s, never waiting on the writer).
+    wal_checkpoints: int = 0
+    wal_checkpoints_busy: int = 0
 
 
 def _open_member(
@@ -142,6 +148,10 @@ class Database(Queries, Opening):
     * ``wal_limit``: bytes; when the WAL file grows past it, the writer runs a TRUNCATE
       checkpoint after a commit (checked every 16 commits).  See docs/maintenance.md.
     * ``optimize``: run ``PRAGMA optimize`` at close (it may ANALYZE, i.e. write statistics).
+    * ``checkpoints``: ``"auto"`` (SQLite's, plus ``wal_limit``), or ``"external"`` when
+      another process owns checkpoints (Litestream): no ``wal_limit``, automatic
+      checkpoints off, and :meth:`checkpoint` refuses with an error that says so.  See
+      docs/replication.md.
     * ``readonly``: open the file read-only (``mode=ro``): the read API works, every write
       raises :class:`aiolite.ReadOnlyError` before reaching SQLite, and the file (and its
       WAL) are never changed, not even at close.
@@ -162,6 +172,7 @@ class Database(Queries, Opening):
         wal_limit: Optional[int] = None,
         optimize: bool = True,
         readonly: bool = False,
+        checkpoints: str = "auto",
     ) -> None:
         if not isinstance(readers, int) or readers < 1:
             raise ValueError(f"readers must be an int >= 1, got {readers!r}")
@@ -170,6 +181,18 @@ class Database(Queries, Opening):
         if types is not None and not isinstance(types, Types):
             raise TypeError("types must be an aiolite.Types instance or None")
         self._readonly = bool(readonly)
+        if checkpoints not in ("auto", "external"):
+            raise ValueError(f"checkpoints must be 'auto' or 'external', got {checkpoints!r}")
+        self._external = checkpoints == "external"
+        if self._external:
+            if wal_limit is not None:
+                raise ValueError(
+                    "wal_limit needs aiolite to checkpoint: with checkpoints='external' the "
+                    "process that owns checkpoints (Litestream) keeps the WAL in check"
+                )
+            # SQLite's automatic checkpoints at commit stay off: the replicator runs them
+            # when it has copied the WAL (Litestream's advice), and writers run faster.
+            pragmas = {"wal_autocheckpoint": EXTERNAL_AUTOCHECKPOINT, **(pragmas or {})}
         self._location = locate(database)
         if readonly:
             # Every connection opens the file read-only (mode=ro): nothing can write it, no
@@ -525,6 +548,13 @@ class Database(Queries, Opening):
         finish because a reader still holds an old snapshot.
         """
         self._refuse_write("db.checkpoint()")
+        if self._external:
+            raise sqlite3.OperationalError(
+                "this Database was opened with checkpoints='external': another process "
+                "(Litestream) owns its checkpoints, and one run here would fight it (it "
+                "keeps a read transaction open, so a checkpoint here cannot finish anyway). "
+                "Let the replicator checkpoint; see docs/replication.md"
+            )
         job = Job(run_checkpoint, (check_mode(mode),))
         result: CheckpointResult = await self._on_writer("db.checkpoint()", job)
         return result
@@ -568,6 +598,8 @@ class Database(Queries, Opening):
             busy_retries=sum(m.session.busy_retries for m in self._all),
             wal_truncations=self._writer.session.wal_truncations,
             round_trips=sum(m.worker.round_trips for m in self._all),
+            wal_checkpoints=self._writer.session.wal_checkpoints,
+            wal_checkpoints_busy=self._writer.session.wal_checkpoints_busy,
         )
 
 

@@ -73,15 +73,15 @@ PLAIN, AUTOCOMMIT, TX = range(3)
 
 #: The writer checks the WAL's size every this many commits when a wal_limit is set.
 WAL_CHECK_EVERY = 16
+#: After a TRUNCATE checkpoint that a reader kept busy, wait this long before the next
+#: attempt, doubling up to WAL_BACKOFF_MAX seconds while the reader stays.
+WAL_BACKOFF = 1.0
+WAL_BACKOFF_MAX = 30.0
 #: Deferred marker: "BEGIN IMMEDIATE, retried while another process holds the lock".
 BEGIN = "BEGIN IMMEDIATE"
 #: ``extra`` of a WRITE in a transaction whose SQL must not control the transaction.
 NO_TX_CONTROL = "no transaction control"
 _SQLITE_TRANSACTION = 22  # the authorizer's action code for BEGIN/COMMIT/ROLLBACK
-
-
-def _deny_transaction_control(action: int, *_: Any) -> int:
-    return sqlite3.SQLITE_DENY if action == _SQLITE_TRANSACTION else sqlite3.SQLITE_OK
 
 
 @dataclass(frozen=True)
@@ -175,11 +175,18 @@ class Session:
         self.wal_limit: Optional[int] = None
         self.wal_path = ""
         self.wal_truncations = 0
+        #: TRUNCATE attempts, and those a reader kept from finishing (they back off).
+        self.wal_checkpoints = 0
+        self.wal_checkpoints_busy = 0
+        self._wal_next = 0.0
+        self._wal_backoff = 0.0
         self._commits = 0
         #: Opens a replacement connection (set by the Database); see settle().
         self.reopen: Optional[Callable[[], sqlite3.Connection]] = None
         #: Connections replaced because a transaction could not be rolled back.
         self.replaced = 0
+        self._authorizer = False  # guard_transaction() installed it on this connection
+        self._guarded = False
         self._plans: dict[tuple[str, Any], RowPlan] = {}
         self._schema_version: tuple[int, int] = (-1, -1)
         self._decl: dict[str, tuple[str, Any]] = {}  # column name -> (declared type, converter)
@@ -299,6 +306,22 @@ class Session:
 
     # -- transactions --
 
+    def guard_transaction(self, conn: sqlite3.Connection, on: bool) -> None:
+        """Make SQLite refuse BEGIN/COMMIT/ROLLBACK in the statements prepared while on.
+
+        The authorizer is installed once and then only switched: before Python 3.11,
+        ``set_authorizer(None)`` does not remove one (every statement would be refused).
+        """
+        if on and not self._authorizer:
+            conn.set_authorizer(self._authorize)
+            self._authorizer = True
+        self._guarded = on
+
+    def _authorize(self, action: int, *_: Any) -> int:
+        if self._guarded and action == _SQLITE_TRANSACTION:
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
     def settle(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         """Make sure ``conn`` is outside any transaction; return the connection to use.
 
@@ -332,6 +355,7 @@ class Session:
                 "connection was closed; open the database again"
             )
         new = self.reopen()
+        self._authorizer = self._guarded = False
         worker.adopt(new)
         self.replaced += 1
         self._plans.clear()
@@ -359,22 +383,38 @@ class Session:
                 self._trim_wal(conn)
 
     def _trim_wal(self, conn: sqlite3.Connection) -> None:
-        """Reset the WAL once it passed the limit (a reader's old snapshot can delay it).
+        """Reset the WAL once it passed the limit, without ever making the writer wait.
 
         SQLite's automatic checkpoints copy pages back but cannot restart the WAL while a
-        reader still uses its start, so under steady reads it only grows.  TRUNCATE waits
-        one busy slice for such readers; if they are still there it gives up and the next
-        check tries again.
+        reader still uses its start, so under steady reads it only grows.  The TRUNCATE
+        checkpoint runs with no busy wait: if a reader (another process: a backup, an
+        analytics job, Litestream) still needs the WAL, it copies what it can and returns
+        busy at once, and the next attempt waits WAL_BACKOFF seconds, doubling up to
+        WAL_BACKOFF_MAX while the reader stays.
         """
         limit = self.wal_limit
+        now = time.monotonic()
+        if limit is None or now < self._wal_next:
+            return
         try:
             size = os.path.getsize(self.wal_path)
         except OSError:
             return
-        if limit is not None and size > limit:
+        if size <= limit:
+            return
+        self.wal_checkpoints += 1
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
             row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if row is not None and not row[0]:
-                self.wal_truncations += 1
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={writer_slice_ms(self.busy_timeout)}")
+        if row is not None and not row[0]:
+            self.wal_truncations += 1
+            self._wal_backoff = 0.0
+            return
+        self.wal_checkpoints_busy += 1
+        self._wal_backoff = min(max(self._wal_backoff * 2, WAL_BACKOFF), WAL_BACKOFF_MAX)
+        self._wal_next = now + self._wal_backoff
 
     def _retry_busy(self, conn: sqlite3.Connection, sql: str) -> None:
         """Retry ``sql`` after a first attempt found the database busy."""
@@ -460,7 +500,7 @@ def _write(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: A
     if changes_schema(sql):
         s.ddl = True
     if x is NO_TX_CONTROL:
-        conn.set_authorizer(_deny_transaction_control)
+        s.guard_transaction(conn, True)
         try:
             # A new cursor prepares anew only on a statement-cache miss: a cached COMMIT
             # would skip the authorizer, so check the outcome too.
@@ -473,7 +513,7 @@ def _write(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: A
                 ) from exc
             raise
         finally:
-            conn.set_authorizer(None)
+            s.guard_transaction(conn, False)
         if not conn.in_transaction:
             raise sqlite3.OperationalError(
                 f"{sql.strip()[:60]!r} ended the migration step's transaction: what ran "

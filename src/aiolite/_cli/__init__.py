@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 import aiolite
 
-from ._doctor import diagnose
+from ._doctor import diagnose, litestream_marks
 
 __all__ = ["main"]
 
@@ -123,7 +123,20 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def cmd_checkpoint(args: argparse.Namespace) -> int:
-    async with _open(_existing(args.database)) as db:
+    marks = litestream_marks(_existing(args.database))
+    if not marks:
+        async with _inspect(args.database) as db:
+            tables = await db.fetchall("SELECT name FROM sqlite_master", row_factory=tuple)
+        marks = litestream_marks(args.database, [t for (t,) in tables])
+    if marks:
+        raise _Failure(
+            f"Litestream replicates {args.database} ({', '.join(marks)}) and owns its "
+            "checkpoints: it keeps a read transaction open, so a checkpoint from here cannot "
+            "reset the WAL, and it checkpoints after copying the WAL itself. Leave it to "
+            "Litestream (see docs/replication.md)",
+            PROBLEMS,
+        )
+    async with _open(args.database) as db:
         if db.journal_mode != "wal":
             raise _Failure(f"journal_mode is {db.journal_mode}: only WAL has checkpoints", PROBLEMS)
         before = (await db.health()).wal_bytes
@@ -134,7 +147,12 @@ async def cmd_checkpoint(args: argparse.Namespace) -> int:
     text = (
         f"{args.mode.upper()} checkpoint: {result.checkpointed_frames}/{result.log_frames} "
         f"WAL frames copied, WAL {_size(before)} -> {_size(after)}"
-        + (" (busy: a reader still holds an old snapshot; try again)" if result.busy else "")
+        + (
+            " (busy: a reader, maybe in another process, still uses the WAL; run it again "
+            "when that reader is done)"
+            if result.busy
+            else ""
+        )
     )
     _emit(args, data, text)
     return PROBLEMS if result.busy else OK

@@ -72,6 +72,19 @@ def wal_summary(wal: str) -> Optional[dict[str, Any]]:
     return {"valid": True, "page_size": page_size, "frames": frames, "db_pages": db_pages}
 
 
+LITESTREAM_TABLES = ("_litestream_seq", "_litestream_lock")
+
+
+def litestream_marks(path: str, tables: Any = ()) -> list[str]:
+    """What says Litestream replicates ``path``: its tables, its directory beside the file."""
+    marks = [t for t in LITESTREAM_TABLES if t in tables]
+    folder, name = os.path.split(os.path.abspath(path))
+    meta = os.path.join(folder, f".{name}-litestream")
+    if os.path.isdir(meta):
+        marks.append(meta)
+    return marks
+
+
 def _file_alone(path: str) -> dict[str, Any]:
     """The database as its file holds it, WAL ignored (immutable=1: no locks, no writes)."""
     uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?immutable=1"
@@ -198,7 +211,9 @@ async def diagnose(path: str) -> dict[str, Any]:
     found = full["found"]
     violations = full["violations"]
     free_bytes = health.freelist_count * health.page_size
+    litestream = litestream_marks(path, full["rows"])
     facts: dict[str, Any] = {
+        "replication": f"Litestream ({', '.join(litestream)})" if litestream else "none seen",
         "journal_mode": health.journal_mode,
         "synchronous": "per connection (aiolite.open() sets NORMAL)",
         "page_size": health.page_size,
