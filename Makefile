@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.sqlalchemy_rmw
 	$(PY) -m benchmarks.sqlalchemy_mix
 	$(PY) -m benchmarks.wal_limit
+	$(PY) -m benchmarks.sandbox
 	$(PY) -m benchmarks.fastapi_load
 	$(PY) -m benchmarks.fastapi_sqlalchemy_load
 

@@ -73,7 +73,10 @@ from ._database import open as open
 from ._exceptions import ConnectionClosedError as ConnectionClosedError
 from ._exceptions import DatabaseLockedError as DatabaseLockedError
 from ._exceptions import NoEventLoopError as NoEventLoopError
+from ._exceptions import QueryTimeoutError as QueryTimeoutError
 from ._exceptions import ReadOnlyError as ReadOnlyError
+from ._exceptions import TooManyRowsError as TooManyRowsError
+from ._exceptions import UnsafeQueryError as UnsafeQueryError
 from ._exceptions import is_busy as is_busy
 from ._maintenance import CheckpointResult as CheckpointResult
 from ._maintenance import ForeignKeyViolation as ForeignKeyViolation
@@ -84,6 +87,8 @@ from ._pool import ReadSession as ReadSession
 from ._pragmas import DEFAULT_PRAGMAS as _DEFAULT_PRAGMAS
 from ._pragmas import pragma_statement as pragma_statement
 from ._queries import RowStream as RowStream
+from ._sandbox import SAFE_FUNCTIONS as SAFE_FUNCTIONS
+from ._sandbox import Sandbox as Sandbox
 from ._statements import StatementEvent as StatementEvent
 from ._statements import WriteResult as WriteResult
 from ._transaction import Savepoint as Savepoint
@@ -119,14 +124,19 @@ __all__ = [
     "NotSupportedError",
     "OperationalError",
     "ProgrammingError",
+    "QueryTimeoutError",
     "ReadOnlyError",
     "ReadSession",
+    "SAFE_FUNCTIONS",
     "Row",
     "RowStream",
+    "Sandbox",
     "Savepoint",
     "StatementEvent",
+    "TooManyRowsError",
     "Transaction",
     "Types",
+    "UnsafeQueryError",
     "Warning",
     "WriteResult",
     "__version__",

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from ._adapters import DEFAULT as DEFAULT_TYPES
 from ._adapters import Types
@@ -52,12 +52,14 @@ from ._pragmas import (
     resolve_pragmas,
 )
 from ._queries import DEFAULT, Queries
+from ._sandbox import Sandbox, lock_down
 from ._statements import (
     AUTOCOMMIT,
     MANY,
     PLAIN,
     SCRIPT,
     WRITE,
+    Limits,
     SchemaClock,
     Session,
     StatementEvent,
@@ -106,12 +108,27 @@ class DatabaseStatistics:
 
 
 def _open_member(
-    _: None, worker: Worker, location: Location, statements: list[str], kw: dict[str, Any]
+    _: None,
+    m: Member,
+    location: Location,
+    statements: list[str],
+    kw: dict[str, Any],
+    sandbox: Optional[Sandbox],
 ) -> tuple[Optional[str], str]:
-    """Open and configure one connection; return its journal mode and file ('' in memory)."""
+    """Open and configure one connection; return its journal mode and file ('' in memory).
+
+    With a sandbox, the connection is locked down and the file checked before any use.
+    """
     conn, journal = connect_member(location, statements, **kw)
-    worker.adopt(conn)
-    return journal, main_file(conn)
+    try:
+        path = main_file(conn)
+        if sandbox is not None:  # the file is checked once, by the first connection
+            m.session.authorizer = lock_down(conn, sandbox, None if kw["reader"] else path)
+    except BaseException:
+        conn.close()
+        raise
+    m.worker.adopt(conn)
+    return journal, path
 
 
 def _reconnect(location: Location, statements: list[str], kw: dict[str, Any]) -> sqlite3.Connection:
@@ -152,6 +169,10 @@ class Database(Queries, Opening):
       another process owns checkpoints (Litestream): no ``wal_limit``, automatic
       checkpoints off, and :meth:`checkpoint` refuses with an error that says so.  See
       docs/replication.md.
+    * ``query_timeout``/``max_rows``: default limits of every read (seconds of work, rows);
+      per call ``timeout=``/``max_rows=``.  See docs/security.md.
+    * ``untrusted``: ``True`` or an :class:`aiolite.Sandbox`: the file and the SQL are not
+      the application's own; read-only, locked down, limited.  See docs/security.md.
     * ``readonly``: open the file read-only (``mode=ro``): the read API works, every write
       raises :class:`aiolite.ReadOnlyError` before reaching SQLite, and the file (and its
       WAL) are never changed, not even at close.
@@ -173,6 +194,9 @@ class Database(Queries, Opening):
         optimize: bool = True,
         readonly: bool = False,
         checkpoints: str = "auto",
+        query_timeout: Optional[float] = None,
+        max_rows: Optional[int] = None,
+        untrusted: Union[bool, Sandbox] = False,
     ) -> None:
         if not isinstance(readers, int) or readers < 1:
             raise ValueError(f"readers must be an int >= 1, got {readers!r}")
@@ -180,6 +204,20 @@ class Database(Queries, Opening):
             raise ValueError(f"iter_chunk_size must be an int >= 1, got {iter_chunk_size!r}")
         if types is not None and not isinstance(types, Types):
             raise TypeError("types must be an aiolite.Types instance or None")
+        self._sandbox: Optional[Sandbox] = None
+        if untrusted:
+            self._sandbox = untrusted if isinstance(untrusted, Sandbox) else Sandbox()
+            readonly = True
+            types = None  # plain values: no schema introspection behind the sandbox
+            query_timeout = self._sandbox.timeout if query_timeout is None else query_timeout
+            max_rows = self._sandbox.max_rows if max_rows is None else max_rows
+        self._query_timeout = query_timeout
+        self._max_rows = max_rows
+        # The limits of a call that sets none (validated here, once).
+        self._default_limits: Optional[Limits] = (
+            None if query_timeout is None and max_rows is None else Limits(query_timeout, max_rows)
+        )
+        self._timeout_only = None if query_timeout is None else Limits(query_timeout, None)
         self._readonly = bool(readonly)
         if checkpoints not in ("auto", "external"):
             raise ValueError(f"checkpoints must be 'auto' or 'external', got {checkpoints!r}")
@@ -255,7 +293,7 @@ class Database(Queries, Opening):
                     "then_busy_timeout_ms": None if reader else slice_ms,
                 }
                 m.worker.start()
-                args = (m.worker, self._location, self._statements, kw)
+                args = (m, self._location, self._statements, kw, self._sandbox)
                 journal, path = await self._call(m, _open_member, *args)
                 m.session.reopen = partial(_reconnect, self._location, self._statements, kw)
                 if not reader:
@@ -348,7 +386,7 @@ class Database(Queries, Opening):
 
     # ---- reads: on the reader pool ----
 
-    async def _query(self, mode: int, sql: str, params: Any, shape: Any) -> Any:
+    async def _query(self, mode: int, sql: str, params: Any, shape: Any, extra: Any = None) -> Any:
         if self._closing or not self._opened:
             self._check_open()
         w = self._writer
@@ -356,25 +394,28 @@ class Database(Queries, Opening):
             # No transaction holds or awaits the writer, and this query is known to be
             # short and read-only: the writer runs it between whole write jobs.  On a small
             # machine one busy thread batching everything beats several taking turns.
-            return await self._run_plain(w, mode, sql, params, shape)
+            return await self._run_plain(w, mode, sql, params, shape, extra)
         pool = self._pool
         m = pool.pick()
         if m is not None:
-            result = await self._run_plain(m, mode, sql, params, shape)
+            result = await self._run_plain(m, mode, sql, params, shape, extra)
             if sql not in self._short_reads:
                 self._learn(m, sql)
             return result
         m = await pool.reserve()  # every reader holds a snapshot or a stream: wait for one
         try:
-            return await self._run_plain(m, mode, sql, params, shape)
+            return await self._run_plain(m, mode, sql, params, shape, extra)
         finally:
             pool.unreserve(m)
 
-    async def _run_plain(self, m: Member, mode: int, sql: str, params: Any, shape: Any) -> Any:
+    async def _run_plain(
+        self, m: Member, mode: int, sql: str, params: Any, shape: Any, extra: Any = None
+    ) -> Any:
         m.inflight += 1
         try:
             # Pure: a read has no effects, so a cancelled one is abandoned at once.
-            job = Job(run, (m.session, None, mode, sql, params, shape, PLAIN), key=sql, pure=True)
+            args = (m.session, None, mode, sql, params, shape, PLAIN, extra)
+            job = Job(run, args, key=sql, pure=True)
             return await self._wakers.current().wait(m.worker, job)
         finally:
             m.inflight -= 1

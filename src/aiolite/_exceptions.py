@@ -12,7 +12,10 @@ __all__ = [
     "ConnectionClosedError",
     "DatabaseLockedError",
     "NoEventLoopError",
+    "QueryTimeoutError",
     "ReadOnlyError",
+    "TooManyRowsError",
+    "UnsafeQueryError",
     "is_busy",
 ]
 
@@ -27,6 +30,18 @@ class DatabaseLockedError(sqlite3.OperationalError):
 
 class ReadOnlyError(sqlite3.OperationalError):
     """A write on a Database opened with ``readonly=True`` (refused before SQLite)."""
+
+
+class QueryTimeoutError(sqlite3.OperationalError):
+    """A query ran past its time limit (``timeout=``/``query_timeout=``) and was stopped."""
+
+
+class TooManyRowsError(sqlite3.OperationalError):
+    """A result had more rows than ``max_rows`` allows."""
+
+
+class UnsafeQueryError(sqlite3.DatabaseError):
+    """A sandbox refused a statement before it ran (what it touches is not allowed)."""
 
 
 class NoEventLoopError(RuntimeError):
@@ -51,3 +66,6 @@ ConnectionClosedError.__module__ = "aiolite"
 NoEventLoopError.__module__ = "aiolite"
 DatabaseLockedError.__module__ = "aiolite"
 ReadOnlyError.__module__ = "aiolite"
+QueryTimeoutError.__module__ = "aiolite"
+TooManyRowsError.__module__ = "aiolite"
+UnsafeQueryError.__module__ = "aiolite"

@@ -137,8 +137,8 @@ class ReadSession(Attached):
             raise RuntimeError("this read session is not active: use it inside 'async with'")
         return m
 
-    async def _query(self, mode: int, sql: str, params: Any, shape: Any) -> Any:
-        return await self._run_on(self._live(), mode, sql, params, shape, PLAIN)
+    async def _query(self, mode: int, sql: str, params: Any, shape: Any, extra: Any = None) -> Any:
+        return await self._run_on(self._live(), mode, sql, params, shape, PLAIN, extra=extra)
 
     def _stream_on(self) -> tuple[Optional[Member], Optional[deque[str]]]:
         m = self._live()

@@ -11,7 +11,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._cursor import _release, _Results, run_fetch
-from ._statements import ALL, ONE, PLAIN, STREAM, VAL, run
+from ._statements import ALL, ONE, PLAIN, STREAM, VAL, Limits, run, run_limited, too_many_rows
 from ._types import Parameters
 from ._worker import Job
 
@@ -35,32 +35,63 @@ class Queries:
         """The Database these queries belong to."""
         raise NotImplementedError
 
-    async def _query(self, mode: int, sql: str, params: Any, shape: Any) -> Any:
+    async def _query(self, mode: int, sql: str, params: Any, shape: Any, extra: Any = None) -> Any:
         raise NotImplementedError
 
     def _shape(self, row_factory: Any) -> Any:
         return self._row_factory if row_factory is DEFAULT else row_factory
 
+    def _limits(self, timeout: Any, max_rows: Any) -> Optional[Limits]:
+        """The limits of one call: its own, else the Database's defaults (one object, made
+        at open: this runs on every read)."""
+        db = self._home()
+        if timeout is DEFAULT and (max_rows is DEFAULT or max_rows is None):
+            return db._default_limits if max_rows is DEFAULT else db._timeout_only
+        t = db._query_timeout if timeout is DEFAULT else timeout
+        n = db._max_rows if max_rows is DEFAULT else max_rows
+        return None if t is None and n is None else Limits(t, n)
+
     async def fetchone(
-        self, sql: str, params: Parameters = _NO_PARAMS, *, row_factory: Any = DEFAULT
+        self,
+        sql: str,
+        params: Parameters = _NO_PARAMS,
+        *,
+        row_factory: Any = DEFAULT,
+        timeout: Optional[float] = DEFAULT,
     ) -> Any:
         """Return the first row of the result, or None. 1 round trip.
 
         ``row_factory`` overrides the Database's for this call: ``aiolite.Row``, ``tuple``,
-        ``dict``, a dataclass, or a sqlite3-style ``factory(cursor, row)``.
+        ``dict``, a dataclass, or a sqlite3-style ``factory(cursor, row)``.  ``timeout``
+        (seconds) stops a statement that runs longer with :class:`aiolite.QueryTimeoutError`
+        (default: the Database's ``query_timeout``).
         """
-        return await self._query(ONE, sql, params, self._shape(row_factory))
+        limits = self._limits(timeout, None)
+        return await self._query(ONE, sql, params, self._shape(row_factory), limits)
 
     async def fetchall(
-        self, sql: str, params: Parameters = _NO_PARAMS, *, row_factory: Any = DEFAULT
+        self,
+        sql: str,
+        params: Parameters = _NO_PARAMS,
+        *,
+        row_factory: Any = DEFAULT,
+        timeout: Optional[float] = DEFAULT,
+        max_rows: Optional[int] = DEFAULT,
     ) -> list[Any]:
-        """Return every row of the result. 1 round trip."""
-        rows: list[Any] = await self._query(ALL, sql, params, self._shape(row_factory))
+        """Return every row of the result. 1 round trip.
+
+        ``max_rows``: a result with more rows raises :class:`aiolite.TooManyRowsError`
+        (default: the Database's ``max_rows``).  ``timeout``: as for :meth:`fetchone`.
+        """
+        limits = self._limits(timeout, max_rows)
+        rows: list[Any] = await self._query(ALL, sql, params, self._shape(row_factory), limits)
         return rows
 
-    async def fetchval(self, sql: str, params: Parameters = _NO_PARAMS) -> Any:
+    async def fetchval(
+        self, sql: str, params: Parameters = _NO_PARAMS, *, timeout: Optional[float] = DEFAULT
+    ) -> Any:
         """Return the first column of the first row, or None if there is no row. 1 round trip."""
-        return await self._query(VAL, sql, params, tuple)
+        return await self._query(VAL, sql, params, tuple, self._limits(timeout, None))
 
     def _stream_on(self) -> tuple[Optional[Member], Optional[deque[str]]]:
         """The connection a stream runs on (None: reserve a reader) and deferred statements."""
@@ -73,16 +104,20 @@ class Queries:
         *,
         row_factory: Any = DEFAULT,
         chunk_size: Optional[int] = None,
+        timeout: Optional[float] = DEFAULT,
+        max_rows: Optional[int] = DEFAULT,
     ) -> RowStream:
         """``async for row in x.iterate(sql)``: stream the rows in chunks.
 
         One round trip per ``chunk_size`` rows (default: the Database's ``iter_chunk_size``).
-        Use ``async with x.iterate(...) as rows`` when you may stop early.
+        Use ``async with x.iterate(...) as rows`` when you may stop early.  ``timeout``
+        bounds each chunk's work; ``max_rows`` the rows of the whole stream.
         """
         member, pending = self._stream_on()
         db = self._home()
         chunk = db._chunk if chunk_size is None else chunk_size
-        return RowStream(db, sql, params, self._shape(row_factory), chunk, member, pending)
+        limits = self._limits(timeout, max_rows)
+        return RowStream(db, sql, params, self._shape(row_factory), chunk, member, pending, limits)
 
 
 class Attached(Queries):
@@ -131,8 +166,10 @@ class RowStream:
         chunk: int,
         member: Optional[Member] = None,
         pending: Optional[deque[str]] = None,
+        limits: Optional[Limits] = None,
     ) -> None:
         self._db = db
+        self._limits = limits
         self._sql = sql
         self._params = params
         self._shape = shape
@@ -143,6 +180,7 @@ class RowStream:
         self._res = _Results()
         self._started = False
         self._done = False
+        self._seen = 0  # rows received so far (for max_rows)
 
     def __aiter__(self) -> RowStream:
         return self
@@ -170,6 +208,12 @@ class RowStream:
         rows = self._res._rows  # the refill may have replaced it
         if not rows:
             raise StopAsyncIteration
+        limits = self._limits
+        if limits is not None and limits.max_rows is not None:
+            self._seen += len(rows)
+            if self._seen > limits.max_rows:
+                self._finish()
+                raise too_many_rows(limits.max_rows)
         return rows.pop()
 
     async def _fill(self) -> None:
@@ -181,11 +225,15 @@ class RowStream:
                 self._member = await db._pool.reserve()
             m = self._member
             args = (m.session, self._pending, STREAM, self._sql, self._params, self._shape, PLAIN)
-            job = Job(run, (*args, (self._res, self._chunk)), key=self._sql)
+            job = Job(run, (*args, (self._res, self._chunk, self._limits)), key=self._sql)
         else:
             assert self._member is not None
             # Shielded, as Cursor refills: a cancel must not abort the statement mid-stream.
-            job = Job(run_fetch, (self._res, self._chunk), shielded=True, pure=True)
+            if self._limits is None:
+                job = Job(run_fetch, (self._res, self._chunk), shielded=True, pure=True)
+            else:
+                limited = (self._member.session, run_fetch, self._limits, self._res, self._chunk)
+                job = Job(run_limited, limited, shielded=True, pure=True)
         await db._wakers.current().wait(self._member.worker, job)
 
     def _finish(self, finalizing: bool = False) -> None:

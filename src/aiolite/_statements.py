@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._adapters import RowPlan, Types, needs_no_names, row_maker
 from ._cursor import _read
-from ._exceptions import DatabaseLockedError, is_busy
+from ._exceptions import DatabaseLockedError, QueryTimeoutError, TooManyRowsError, is_busy
 from ._pragmas import WRITER_BUSY_SLICE_MS
+from ._sandbox import refused
 from ._types import Parameters
 
 if TYPE_CHECKING:
@@ -138,6 +139,59 @@ def changes_schema(sql: str) -> bool:
     return m is not None and m.group(1).upper() in _DDL
 
 
+class Limits:
+    """Per-call limits of a read: seconds of work (``timeout``) and rows (``max_rows``)."""
+
+    __slots__ = ("max_rows", "timeout")
+
+    def __init__(self, timeout: Optional[float], max_rows: Optional[int]) -> None:
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if max_rows is not None and not (isinstance(max_rows, int) and max_rows >= 0):
+            raise ValueError(f"max_rows must be an int >= 0, got {max_rows!r}")
+        self.timeout = timeout
+        self.max_rows = max_rows
+
+
+def too_many_rows(max_rows: int) -> TooManyRowsError:
+    return TooManyRowsError(
+        f"the query returned more than max_rows={max_rows} rows; add a LIMIT, narrow the "
+        "query, or raise max_rows"
+    )
+
+
+def _limits_of(extra: Any) -> Optional[Limits]:
+    if type(extra) is Limits:
+        return extra
+    if type(extra) is tuple and len(extra) == 3:  # a stream's (results, prefetch, limits)
+        return extra[2]  # type: ignore[no-any-return]
+    return None
+
+
+def run_limited(conn: sqlite3.Connection, s: Session, fn: Any, limits: Limits, *args: Any) -> Any:
+    """Run ``fn(conn, *args)`` (a stream's refill) under ``limits.timeout``."""
+    worker = s.worker
+    if limits.timeout is None:
+        return fn(conn, *args)
+    worker.deadline = time.monotonic() + limits.timeout
+    try:
+        return fn(conn, *args)
+    except sqlite3.OperationalError:
+        if worker.expired:
+            raise _timed_out(limits.timeout) from None
+        raise
+    finally:
+        worker.deadline = None
+
+
+def _timed_out(timeout: float) -> QueryTimeoutError:
+    return QueryTimeoutError(
+        f"the query ran longer than its time limit of {timeout:g} s and was stopped; the "
+        "connection is fine: narrow the query, or raise timeout= (query_timeout= in "
+        "aiolite.open())"
+    )
+
+
 class SchemaClock:
     """Counts schema changes made through one Database (the writer bumps it)."""
 
@@ -185,6 +239,9 @@ class Session:
         self.reopen: Optional[Callable[[], sqlite3.Connection]] = None
         #: Connections replaced because a transaction could not be rolled back.
         self.replaced = 0
+        #: The sandbox's authorizer on this connection (untrusted Databases), to name what
+        #: it refused.
+        self.authorizer: Any = None
         self._authorizer = False  # guard_transaction() installed it on this connection
         self._guarded = False
         self._plans: dict[tuple[str, Any], RowPlan] = {}
@@ -482,12 +539,18 @@ def _one(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any
     return row
 
 
-def _all(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, _: Any) -> Any:
+def _all(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, x: Any) -> Any:
     cur = _cursor(conn, s, sql, params)
     description = cur.description  # built anew on every access
     if description is None:
         return []
     cur.row_factory = s.factory(conn, sql, description, shape)
+    if type(x) is Limits and x.max_rows is not None:
+        rows = cur.fetchmany(x.max_rows + 1)
+        cur.close()
+        if len(rows) > x.max_rows:
+            raise too_many_rows(x.max_rows)
+        return rows
     return cur.fetchall()
 
 
@@ -561,7 +624,7 @@ def _commit(conn: sqlite3.Connection, s: Session, _q: Any, _p: Any, _s: Any, _x:
 
 
 def _stream(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, x: Any) -> Any:
-    res, prefetch = x
+    res, prefetch = x[0], x[1]
     cur = _cursor(conn, s, sql, params)
     res._description = description = cur.description  # built anew on every access
     if description is None:
@@ -594,6 +657,9 @@ def run(
     """The job behind every Database operation (see the module docstring)."""
     started = time.perf_counter()
     error: Optional[BaseException] = None
+    limits = _limits_of(extra) if extra is not None else None
+    if limits is not None and limits.timeout is not None:
+        s.worker.deadline = time.monotonic() + limits.timeout
     try:
         if pending:
             if pending[0] is BEGIN:
@@ -619,11 +685,22 @@ def run(
             )
         return _MODES[mode](conn, s, sql, params, shape, extra)
     except BaseException as exc:
+        if limits is not None and s.worker.expired and isinstance(exc, sqlite3.OperationalError):
+            exc = _timed_out(limits.timeout or 0)
+            error = exc
+            raise exc from None
+        if s.authorizer is not None and isinstance(exc, sqlite3.DatabaseError):
+            unsafe = refused(s.authorizer, exc)
+            if unsafe is not None:
+                error = unsafe
+                raise unsafe from None
         error = exc
         if isinstance(exc, sqlite3.Error):
             _explain(exc, s.role)
         raise
     finally:
+        if limits is not None:
+            s.worker.deadline = None
         if s.observed:
             s.report(sql, params, time.perf_counter() - started, error)
 

@@ -165,6 +165,9 @@ class Worker:
         #: The job running now; an abort asked for it; whether the abort stopped a statement.
         self._running: Optional[Job] = None
         self.aborting = False  # read by a job that waits in a loop (a busy retry)
+        #: A time limit the running job set for itself (monotonic), and whether it passed.
+        self.deadline: Optional[float] = None
+        self.expired = False
         self._aborted = False
         #: Set when an aborted write took the user's open transaction with it (SQLite rolls
         #: back the whole transaction): statements are refused until rollback() (connect()).
@@ -293,6 +296,10 @@ class Worker:
         if self.aborting:
             self._aborted = True
             return 1
+        deadline = self.deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            self.expired = True  # the job's own time limit: it reports it (not a cancel)
+            return 1
         user = self._user_progress
         if user is not None:
             self._progress_calls += 1
@@ -373,7 +380,8 @@ class Worker:
                 continue
             job.state = RUNNING
             self._running = job
-            self.aborting = self._aborted = False
+            self.aborting = self._aborted = self.expired = False
+            self.deadline = None
             release()
             conn = self.connection
             tx_before = False

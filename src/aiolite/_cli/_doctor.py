@@ -107,6 +107,12 @@ async def _with_wal(path: str) -> dict[str, Any]:
         tables = await db.fetchall(
             "SELECT name FROM sqlite_master WHERE type = 'table'", row_factory=tuple
         )
+        # Schema objects that run code when used: what to look at in a file from outside.
+        code = await db.fetchall(
+            "SELECT type, name FROM sqlite_master WHERE type = 'trigger' "
+            "OR sql LIKE 'CREATE VIRTUAL TABLE%'",
+            row_factory=tuple,
+        )
         rows = {}
         for (t,) in tables:
             rows[t] = await db.fetchval(f'SELECT count(*) FROM "{t}"')
@@ -123,6 +129,7 @@ async def _with_wal(path: str) -> dict[str, Any]:
         "found": found,
         "violations": violations,
         "rows": rows,
+        "code": code,
     }
 
 
@@ -230,6 +237,7 @@ async def diagnose(path: str) -> dict[str, Any]:
         else "none (no aiolite migrations)",
         "quick_check": "ok" if not found else f"{len(found)} problem(s)",
         "foreign_key_violations": len(violations),
+        "runs_code": ", ".join(f"{kind} {name}" for kind, name in full["code"]) or "nothing",
     }
     if health.journal_mode != "wal":
         problems.append(
