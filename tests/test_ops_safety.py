@@ -245,7 +245,11 @@ def test_cli_backup_refuses_then_forces(tmp_path: Path) -> None:
     assert dest.read_bytes() == b"keep me"
     proc = run_cli("backup", str(src), str(dest), "--force")
     assert proc.returncode == 0, proc.stderr
-    assert sqlite3.connect(dest).execute("SELECT x FROM t").fetchall() == [(1,)]
+    check = sqlite3.connect(dest)
+    try:
+        assert check.execute("SELECT x FROM t").fetchall() == [(1,)]
+    finally:
+        check.close()
 
 
 async def test_readonly_database(db_path: Path) -> None:

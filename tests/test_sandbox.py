@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,12 @@ from hypothesis import strategies as st
 import aiolite
 
 pytestmark = pytest.mark.anyio
+
+# Python 3.11 brought setlimit(), which bounds what one query may build; before it the
+# sandbox is refused (test_untrusted_needs_python_3_11), and these tests have nothing to run.
+needs_setlimit = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="the sandbox needs sqlite3's setlimit (Python 3.11+)"
+)
 
 TIMEOUT = 0.3
 ROWS = 200
@@ -150,6 +157,7 @@ def fingerprint(folder: Path) -> dict[str, str]:
     }
 
 
+@needs_setlimit
 async def test_hostile_corpus(tmp_path: Path) -> None:
     """Each statement of the corpus ends in a documented error or a bounded result; the
     folder is unchanged; no query outlives its limit; the loop never stalls."""
@@ -194,6 +202,7 @@ async def test_hostile_corpus(tmp_path: Path) -> None:
     assert lags[int(len(lags) * 0.99)] < 0.1, f"the event loop stalled: p99 {lags[-1]:.3f} s"
 
 
+@needs_setlimit
 async def test_hostile_files(tmp_path: Path) -> None:
     """A view that calls a refused function, a trigger, and a damaged file: the view is
     refused when read, the trigger never runs (read-only), the damaged file is refused at
@@ -276,6 +285,7 @@ _STATEMENT = st.one_of(
 )
 
 
+@needs_setlimit
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -307,3 +317,11 @@ def test_every_refusal_is_a_documented_class() -> None:
         assert issubclass(cls, sqlite3.DatabaseError)
     sandbox: Any = aiolite.Sandbox(tables={"People"})
     assert sandbox.tables == frozenset({"people"})
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="the refusal is for Python < 3.11")
+def test_untrusted_needs_python_3_11(tmp_path: Path) -> None:
+    """Without setlimit() nothing bounds what one query builds: the sandbox refuses to
+    pretend, and says what to use instead."""
+    with pytest.raises(sqlite3.NotSupportedError, match=r"Python 3\.11"):
+        aiolite.open(tmp_path / "x.db", untrusted=True)

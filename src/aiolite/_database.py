@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import sys
 import warnings
 from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping
@@ -206,6 +207,13 @@ class Database(Queries, Opening):
             raise TypeError("types must be an aiolite.Types instance or None")
         self._sandbox: Optional[Sandbox] = None
         if untrusted:
+            if sys.version_info < (3, 11):
+                raise sqlite3.NotSupportedError(
+                    "untrusted= needs Python 3.11+: before it, sqlite3 has no setlimit(), so "
+                    "a query could build strings of up to 1 GB in one step that no time "
+                    "limit can stop. On this Python, use readonly=True with query_timeout= "
+                    "and max_rows= for SQL you trust"
+                )
             self._sandbox = untrusted if isinstance(untrusted, Sandbox) else Sandbox()
             readonly = True
             types = None  # plain values: no schema introspection behind the sandbox
