@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-import sys
 import warnings
 from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping
@@ -207,7 +206,7 @@ class Database(Queries, Opening):
             raise TypeError("types must be an aiolite.Types instance or None")
         self._sandbox: Optional[Sandbox] = None
         if untrusted:
-            if sys.version_info < (3, 11):
+            if not hasattr(sqlite3.Connection, "setlimit"):  # Python < 3.11
                 raise sqlite3.NotSupportedError(
                     "untrusted= needs Python 3.11+: before it, sqlite3 has no setlimit(), so "
                     "a query could build strings of up to 1 GB in one step that no time "
