@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aiolite
+from test_cli import aiolite as run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -225,6 +226,8 @@ async def test_hostile_files(tmp_path: Path) -> None:
         with pytest.raises(aiolite.ReadOnlyError):
             await db.execute("INSERT INTO t VALUES (2)")
         assert await db.fetchval("SELECT count(*) FROM t") == 1
+    doctor = run_cli("doctor", str(path))  # what to look at before trusting the file
+    assert "trigger wipe" in doctor.stdout
     damaged = tmp_path / "damaged.db"
     people_db(damaged)
     raw = bytearray(damaged.read_bytes())
