@@ -16,8 +16,11 @@ imports it: the drop-in promise, tested on a real dependent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 if os.environ.get("AIOLITE_AS_AIOSQLITE") == "1":
     import aiolite
@@ -65,10 +68,20 @@ async def db_module():
             tortoise_context._global_context = previous
 
 
+@contextlib.contextmanager
+def _current(ctx: Any) -> Iterator[Any]:
+    """Make the module's context the current one for a test (tests run in tasks of their
+    own, which the fixture's context variable may not reach)."""
+    token = _current_context.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current_context.reset(token)
+
+
 @pytest_asyncio.fixture
 async def db(db_module):
-    token = _current_context.set(db_module)
-    try:
+    with _current(db_module):
         conn = db_module.db()
         if not conn.capabilities.supports_transactions:
             yield db_module
@@ -80,27 +93,19 @@ async def db(db_module):
             yield db_module
         finally:
             await tx.__aexit__(_Discard, _Discard(), None)
-    finally:
-        _current_context.reset(token)
 
 
 @pytest_asyncio.fixture
 async def db_simple(db_module):
-    token = _current_context.set(db_module)
-    try:
+    with _current(db_module):
         yield db_module
-    finally:
-        _current_context.reset(token)
 
 
 @pytest_asyncio.fixture
 async def db_truncate(db_module):
-    token = _current_context.set(db_module)
-    try:
+    with _current(db_module):
         yield db_module
         await _empty_tables(db_module)
-    finally:
-        _current_context.reset(token)
 
 
 @pytest_asyncio.fixture
