@@ -133,18 +133,26 @@ def write(tmp_path: Path, db: Path, first: int, count: int, *extra: str) -> list
     return [int(line) for line in ran.stdout.split()]
 
 
+def replicated_write(
+    binary: str, config: Path, tmp_path: Path, db: Path, first: int, count: int
+) -> list[int]:
+    """Write ``count`` rows while Litestream replicates, then stop it cleanly."""
+    proc = start(binary, config)
+    try:
+        acked = write(tmp_path, db, first, count)
+        time.sleep(SYNC * 5)  # a few syncs: the last commits reach the replica
+    finally:
+        stop(proc)
+    return acked
+
+
 def test_clean_stop_restores_every_row(litestream: tuple[str, Path, Path], tmp_path: Path) -> None:
     """Replicate while 8 tasks write, stop Litestream cleanly, restore: the restored file
     equals the source row for row; doctor names the replication; the checkpoint command
     leaves checkpoints to Litestream."""
     binary, config, db = litestream
     write(tmp_path, db, 1, 1)  # the file exists before Litestream starts
-    proc = start(binary, config)
-    try:
-        acked = write(tmp_path, db, 2, 3000)
-        time.sleep(SYNC * 5)
-    finally:
-        stop(proc)
+    acked = replicated_write(binary, config, tmp_path, db, 2, 3000)
     assert len(acked) == 3000
     restore(binary, config, db, tmp_path / "restored.db")
     assert rows(tmp_path / "restored.db") == rows(db)
@@ -204,19 +212,9 @@ def test_restart_after_the_wal_was_truncated_while_down(
     the restore still equals the source exactly."""
     binary, config, db = litestream
     write(tmp_path, db, 1, 1)
-    proc = start(binary, config)
-    try:
-        write(tmp_path, db, 2, 500)
-        time.sleep(SYNC * 5)
-    finally:
-        stop(proc)
+    replicated_write(binary, config, tmp_path, db, 2, 500)
     write(tmp_path, db, 502, 500, "auto", "truncate")  # Litestream is down meanwhile
-    proc = start(binary, config)
-    try:
-        write(tmp_path, db, 1002, 500)
-        time.sleep(SYNC * 5)
-    finally:
-        stop(proc)
+    replicated_write(binary, config, tmp_path, db, 1002, 500)
     restore(binary, config, db, tmp_path / "restored.db")
     restored = rows(tmp_path / "restored.db")
     assert len(restored) == 1501

@@ -42,11 +42,8 @@ class Queries:
         return self._row_factory if row_factory is DEFAULT else row_factory
 
     def _limits(self, timeout: Any, max_rows: Any) -> Optional[Limits]:
-        """The limits of one call: its own, else the Database's defaults (one object, made
-        at open: this runs on every read)."""
+        """The limits of a call that sets its own (the rest default to the Database's)."""
         db = self._home()
-        if timeout is DEFAULT and (max_rows is DEFAULT or max_rows is None):
-            return db._default_limits if max_rows is DEFAULT else db._timeout_only
         t = db._query_timeout if timeout is DEFAULT else timeout
         n = db._max_rows if max_rows is DEFAULT else max_rows
         return None if t is None and n is None else Limits(t, n)
@@ -66,7 +63,8 @@ class Queries:
         (seconds) stops a statement that runs longer with :class:`aiolite.QueryTimeoutError`
         (default: the Database's ``query_timeout``).
         """
-        limits = self._limits(timeout, None)
+        # The defaults are one object made at open: no call on the hot path.
+        limits = self._home()._timeout_only if timeout is DEFAULT else self._limits(timeout, None)
         return await self._query(ONE, sql, params, self._shape(row_factory), limits)
 
     async def fetchall(
@@ -83,7 +81,10 @@ class Queries:
         ``max_rows``: a result with more rows raises :class:`aiolite.TooManyRowsError`
         (default: the Database's ``max_rows``).  ``timeout``: as for :meth:`fetchone`.
         """
-        limits = self._limits(timeout, max_rows)
+        if timeout is DEFAULT and max_rows is DEFAULT:
+            limits = self._home()._default_limits
+        else:
+            limits = self._limits(timeout, max_rows)
         rows: list[Any] = await self._query(ALL, sql, params, self._shape(row_factory), limits)
         return rows
 
@@ -91,7 +92,8 @@ class Queries:
         self, sql: str, params: Parameters = _NO_PARAMS, *, timeout: Optional[float] = DEFAULT
     ) -> Any:
         """Return the first column of the first row, or None if there is no row. 1 round trip."""
-        return await self._query(VAL, sql, params, tuple, self._limits(timeout, None))
+        limits = self._home()._timeout_only if timeout is DEFAULT else self._limits(timeout, None)
+        return await self._query(VAL, sql, params, tuple, limits)
 
     def _stream_on(self) -> tuple[Optional[Member], Optional[deque[str]]]:
         """The connection a stream runs on (None: reserve a reader) and deferred statements."""

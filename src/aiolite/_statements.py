@@ -170,18 +170,29 @@ def _limits_of(extra: Any) -> Optional[Limits]:
 
 def run_limited(conn: sqlite3.Connection, s: Session, fn: Any, limits: Limits, *args: Any) -> Any:
     """Run ``fn(conn, *args)`` (a stream's refill) under ``limits.timeout``."""
-    worker = s.worker
-    if limits.timeout is None:
-        return fn(conn, *args)
-    worker.deadline = time.monotonic() + limits.timeout
+    _arm(s.worker, limits)
     try:
         return fn(conn, *args)
-    except sqlite3.OperationalError:
-        if worker.expired:
-            raise _timed_out(limits.timeout) from None
+    except sqlite3.OperationalError as exc:
+        timed_out = _expired(s.worker, limits, exc)
+        if timed_out is not None:
+            raise timed_out from None
         raise
     finally:
-        worker.deadline = None
+        s.worker.deadline = None
+
+
+def _arm(worker: Worker, limits: Limits) -> None:
+    """Give the job a deadline its progress handler enforces (see Worker._progress)."""
+    if limits.timeout is not None:
+        worker.deadline = time.monotonic() + limits.timeout
+
+
+def _expired(worker: Worker, limits: Limits, exc: BaseException) -> Optional[Exception]:
+    """The QueryTimeoutError to raise if ``exc`` is the statement the deadline stopped."""
+    if worker.expired and isinstance(exc, sqlite3.OperationalError):
+        return _timed_out(limits.timeout or 0)
+    return None
 
 
 def _timed_out(timeout: float) -> QueryTimeoutError:
@@ -242,7 +253,7 @@ class Session:
         #: The sandbox's authorizer on this connection (untrusted Databases), to name what
         #: it refused.
         self.authorizer: Any = None
-        self._authorizer = False  # guard_transaction() installed it on this connection
+        self._guard_installed = False  # guard_transaction() installed its authorizer
         self._guarded = False
         self._plans: dict[tuple[str, Any], RowPlan] = {}
         self._schema_version: tuple[int, int] = (-1, -1)
@@ -369,9 +380,9 @@ class Session:
         The authorizer is installed once and then only switched: before Python 3.11,
         ``set_authorizer(None)`` does not remove one (every statement would be refused).
         """
-        if on and not self._authorizer:
+        if on and not self._guard_installed:
             conn.set_authorizer(self._authorize)
-            self._authorizer = True
+            self._guard_installed = True
         self._guarded = on
 
     def _authorize(self, action: int, *_: Any) -> int:
@@ -412,7 +423,7 @@ class Session:
                 "connection was closed; open the database again"
             )
         new = self.reopen()
-        self._authorizer = self._guarded = False
+        self._guard_installed = self._guarded = False
         worker.adopt(new)
         self.replaced += 1
         self._plans.clear()
@@ -658,8 +669,8 @@ def run(
     started = time.perf_counter()
     error: Optional[BaseException] = None
     limits = _limits_of(extra) if extra is not None else None
-    if limits is not None and limits.timeout is not None:
-        s.worker.deadline = time.monotonic() + limits.timeout
+    if limits is not None:
+        _arm(s.worker, limits)
     try:
         if pending:
             if pending[0] is BEGIN:
@@ -685,10 +696,10 @@ def run(
             )
         return _MODES[mode](conn, s, sql, params, shape, extra)
     except BaseException as exc:
-        if limits is not None and s.worker.expired and isinstance(exc, sqlite3.OperationalError):
-            exc = _timed_out(limits.timeout or 0)
-            error = exc
-            raise exc from None
+        timed_out = _expired(s.worker, limits, exc) if limits is not None else None
+        if timed_out is not None:
+            error = timed_out
+            raise timed_out from None
         if s.authorizer is not None and isinstance(exc, sqlite3.DatabaseError):
             unsafe = refused(s.authorizer, exc)
             if unsafe is not None:

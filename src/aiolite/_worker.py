@@ -19,7 +19,8 @@ Protocol, in one screen:
   statement (a half-read cursor) is open, so it would fail other tasks' statements and the
   ROLLBACK that cleans up.  A running job then reports the truth: aborted (the waiting task
   sees a cancellation), or finished after all (the task gets the outcome, e.g. a COMMIT that
-  happened).  Only jobs without effects (``pure``: reads, refills) are abandoned at once.
+  happened).  Only ``pure`` jobs, of which nothing outlives a cancel (reads, refills, the
+  statements of a transaction that the cancel rolls back), are abandoned at once.
 * The *final* job (``stop()``, ``Connection.close()``) stops the queue from accepting more:
   the jobs already queued run first, then it closes the connection and the thread ends.
   Nothing can be queued behind it, so no job is ever left waiting forever.

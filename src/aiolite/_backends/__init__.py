@@ -63,21 +63,33 @@ class WakerCache:
         return waker
 
     def _current_trio(self) -> Waker:
-        if "trio" in sys.modules:
-            from ._trio import TrioWaker, current_token
+        token = _trio_token()
+        if token is None:
+            raise _no_loop_error()
+        if token is self.key:
+            return self.waker  # type: ignore[no-any-return]
+        from ._trio import TrioWaker
 
-            try:
-                token = current_token()
-            except RuntimeError:
-                pass
-            else:
-                if token is self.key:
-                    return self.waker  # type: ignore[no-any-return]
-                return self._remember(token, TrioWaker(token))
-        raise NoEventLoopError(
-            "aiolite was called outside an async event loop; "
-            "await it from a coroutine run by asyncio (asyncio.run, uvloop) or trio (trio.run)"
-        )
+        return self._remember(token, TrioWaker(token))
+
+
+def _trio_token() -> Any:
+    """The running trio run's token, or None (trio is imported only if already loaded)."""
+    if "trio" not in sys.modules:
+        return None
+    from ._trio import current_token
+
+    try:
+        return current_token()
+    except RuntimeError:
+        return None
+
+
+def _no_loop_error() -> NoEventLoopError:
+    return NoEventLoopError(
+        "aiolite was called outside an async event loop; "
+        "await it from a coroutine run by asyncio (asyncio.run, uvloop) or trio (trio.run)"
+    )
 
 
 def loop_key() -> Any:
@@ -86,37 +98,15 @@ def loop_key() -> Any:
     Lock-like state (a Database's writer queue, its reader slots) belongs to one loop; it
     compares this to know when it is used from another one.
     """
-    loop = _get_running_loop()
-    if loop is not None:
-        return loop
-    if "trio" in sys.modules:
-        from ._trio import current_token
-
-        try:
-            return current_token()
-        except RuntimeError:
-            pass
-    raise NoEventLoopError(
-        "aiolite was called outside an async event loop; "
-        "await it from a coroutine run by asyncio (asyncio.run, uvloop) or trio (trio.run)"
-    )
-
-
-def _running_trio() -> bool:
-    if "trio" not in sys.modules:
-        return False
-    from ._trio import current_token
-
-    try:
-        current_token()
-    except RuntimeError:
-        return False
-    return True
+    key = _get_running_loop() or _trio_token()
+    if key is None:
+        raise _no_loop_error()
+    return key
 
 
 def _primitives() -> Any:
     """The module whose Lock and Semaphore fit the running library: trio or asyncio."""
-    if _get_running_loop() is None and _running_trio():
+    if _get_running_loop() is None and _trio_token() is not None:
         import trio
 
         return trio
