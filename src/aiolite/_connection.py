@@ -22,6 +22,7 @@ from ._compat import RawConnection
 from ._context import Execution, Result
 from ._cursor import Cursor
 from ._exceptions import ConnectionClosedError
+from ._inline import NO, Inline, budget_of
 from ._pragmas import as_str, pragma_statement, run_pragma
 from ._types import (
     AuthorizerCallback,
@@ -35,11 +36,13 @@ from ._types import (
     TextFactory,
     TraceCallback,
 )
-from ._worker import Job, Worker, close_connection, lost_transaction_error
+from ._worker import Job, Worker, close_connection, lost_transaction_error, statement_job
 
 __all__ = ["Connection", "ConnectionStatistics", "connect"]
 
 _NO_PARAMS: tuple[()] = ()
+_COMMIT = "COMMIT"
+_COMMIT_STMT = (_COMMIT, _NO_PARAMS)  # a commit() runs where execute("COMMIT") would
 _ISOLATION_LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
 _DUMP_CHUNK = 512
 
@@ -54,6 +57,10 @@ class ConnectionStatistics:
     queued: int
     #: Whether the connection still accepts work.
     open: bool
+    #: Calls that ran on the event loop's thread, with no round trip (adaptive execution).
+    inline_calls: int = 0
+    #: Of those tried there, reads that overran the budget and were run again on the worker.
+    inline_moved: int = 0
 
 
 # ---- worker side ------------------------------------------------------------------------
@@ -140,10 +147,12 @@ def _backup(
     conn: sqlite3.Connection, target: Union[Worker, sqlite3.Connection], kw: dict[str, Any]
 ) -> None:
     if isinstance(target, Worker):
-        raw = target.connection
-        if raw is None:
-            raise ConnectionClosedError("Connection closed: the backup target is closed")
-        target = raw
+        with target._exec:  # the target's own thread (or loop) must not use it meanwhile
+            raw = target.connection
+            if raw is None:
+                raise ConnectionClosedError("Connection closed: the backup target is closed")
+            conn.backup(raw, **kw)
+        return
     conn.backup(target, **kw)
 
 
@@ -161,6 +170,8 @@ class Connection(Opening):
         connector: Connector,
         iter_chunk_size: int = 64,
         loop: Any = None,
+        *,
+        inline: Union[bool, float] = False,
     ) -> None:
         if loop is not None:
             warnings.warn(
@@ -173,6 +184,9 @@ class Connection(Opening):
         self._connector = connector
         self._iter_chunk_size = iter_chunk_size
         self._worker = Worker()
+        budget = budget_of(inline)
+        if budget is not None:
+            self._worker.inline = Inline(self._worker, budget)
         self._wakers = WakerCache()
         # Mirrors of settings whose setters run on the worker (they may commit), so that
         # reading them back never crosses threads.
@@ -180,6 +194,7 @@ class Connection(Opening):
         self._row_factory: RowFactory = None
         self._text_factory: TextFactory = str
         self._autocommit: Any = None
+        self._hooks: set[str] = set()
 
     def __del__(self) -> None:
         worker = getattr(self, "_worker", None)
@@ -217,7 +232,17 @@ class Connection(Opening):
             worker.stop()
             raise
         self._isolation_level, self._row_factory, self._text_factory, self._autocommit = settings
+        self._settings_changed()
         return self
+
+    def _settings_changed(self) -> None:
+        """Tell adaptive execution whether sqlite3 opens transactions by itself."""
+        inline = self._worker.inline
+        if inline is not None:
+            legacy = getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
+            inline.implicit_begin = self._isolation_level is not None and (
+                self._autocommit is None or self._autocommit == legacy
+            )
 
     async def close(self) -> None:
         """Run what is queued, close the connection and join its thread. Idempotent.
@@ -297,9 +322,14 @@ class Connection(Opening):
         if worker.connection is None or worker.deferred_error is not None:
             self._refuse()
         wakers = self._wakers
-        if running_loop() is wakers.key:  # WakerCache.current(), inlined: the hot path
-            return wakers.waker.wait(worker, job)  # type: ignore[no-any-return]
-        return wakers.current().wait(worker, job)
+        # WakerCache.current(), inlined: the hot path
+        waker = wakers.waker if running_loop() is wakers.key else wakers.current()
+        inline = worker.inline
+        if inline is not None and job.stmt is not None:
+            budget = inline.admit(job.key)
+            if budget != NO:
+                return waker.inline(worker, job.fn, job.args, job.key, job.stmt, budget, job)
+        return waker.wait(worker, job)
 
     def _refuse(self) -> NoReturn:
         """Raise why no call can be made now: not open, or a deferred error to report."""
@@ -310,13 +340,34 @@ class Connection(Opening):
         assert error is not None
         raise error
 
-    def _call_stmt(self, sql: str, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        """Like _call, for the statement ``sql`` (passed in ``args`` too).
+    def _call_stmt(
+        self, stmt: tuple[str, Any], fn: Callable[..., Any], *args: Any, key: Any = None
+    ) -> Awaitable[Any]:
+        """Like _call, for the statement ``stmt`` (sql, parameters; in ``args`` too).
 
         If cancelled, no implicit transaction is left open; the worker keeps the statement's
-        run time history under ``sql`` to decide whether it may batch around it.
+        run time history under its SQL to decide whether it may batch around it, or run
+        it on the loop thread (see _inline).
         """
-        return self._call_job(Job(fn, args, True, False, sql))
+        return self._statement(fn, args, stmt[0] if key is None else key, stmt)
+
+    def _statement(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any, stmt: Any
+    ) -> Awaitable[Any]:
+        """_call_stmt without its frame: the hot path of every execute.  No Job is made
+        for a call that runs on the loop thread."""
+        worker = self._worker
+        if worker.connection is None or worker.deferred_error is not None:
+            self._refuse()
+        wakers = self._wakers
+        # WakerCache.current(), inlined: the hot path
+        waker = wakers.waker if running_loop() is wakers.key else wakers.current()
+        inline = worker.inline
+        if inline is not None:
+            budget = inline.admit(key)
+            if budget != NO:  # known short: on this thread, if the worker is idle
+                return waker.inline(worker, fn, args, key, stmt, budget)
+        return waker.wait(worker, statement_job(fn, args, key, stmt))
 
     def _post(self, fn: Callable[..., Any], *args: Any) -> None:
         self._check_open()
@@ -391,7 +442,7 @@ class Connection(Opening):
         self, fn: Callable[..., Any], sql: str, parameters: Optional[Parameters]
     ) -> Any:
         params = _NO_PARAMS if parameters is None else parameters
-        return await self._call_stmt(sql, fn, sql, params, self._row_factory)
+        return await self._call_stmt((sql, params), fn, sql, params, self._row_factory)
 
     async def commit(self) -> None:
         """Commit the current transaction. 1 round trip.
@@ -401,7 +452,8 @@ class Connection(Opening):
         **Cancellation**: a COMMIT that started is never interrupted; it either happened
         (the call returns and the cancellation comes at the next await) or did not.
         """
-        await self._call_job(Job(_commit, (self._worker,), shielded=True))
+        job = Job(_commit, (self._worker,), shielded=True, key=_COMMIT, stmt=_COMMIT_STMT)
+        await self._call_job(job)
 
     async def rollback(self) -> None:
         """Roll back the current transaction (and clear a lost-transaction state). 1 round trip."""
@@ -444,6 +496,7 @@ class Connection(Opening):
         # Runs on the worker, after everything queued before it (None commits first).
         self._post(_setattr, "isolation_level", value)
         self._isolation_level = value
+        self._settings_changed()
 
     @property
     def row_factory(self) -> RowFactory:
@@ -480,17 +533,38 @@ class Connection(Opening):
             )
         self._post(_setattr, "autocommit", value)
         self._autocommit = value
+        self._settings_changed()
 
     def statistics(self) -> ConnectionStatistics:
         """Return the round trips made so far and the jobs waiting (for tests and tuning)."""
         w = self._worker
+        inline = w.inline
         return ConnectionStatistics(
             round_trips=w.round_trips,
             queued=w.queued,
             open=w.connection is not None and w.accepting,
+            inline_calls=0 if inline is None else inline.calls,
+            inline_moved=0 if inline is None else inline.moved,
         )
 
     # ---- sqlite3.Connection methods that run on the worker (1 round trip each) ----
+
+    def _user_code(self, name: str) -> None:
+        inline = self._worker.inline
+        if inline is not None:
+            # Before the registration runs: learned kinds are dropped from now on.
+            inline.user_code(name)
+
+    def _hooked(self, what: str, on: bool) -> None:
+        """An authorizer or trace callback is set (or removed): while one is, every
+        statement runs on the worker, as before (and is never EXPLAINed behind its back)."""
+        inline = self._worker.inline
+        if inline is not None:
+            if on:
+                self._hooks.add(what)
+            else:
+                self._hooks.discard(what)
+            inline.hooked = bool(self._hooks)
 
     async def _invoke(self, method: str, /, *args: Any, **kw: Any) -> Any:
         return await self._call(_method, method, args, kw)
@@ -504,16 +578,19 @@ class Connection(Opening):
         deterministic: bool = False,
     ) -> None:
         """Register a SQL function; ``deterministic`` lets SQLite use it in indexes."""
+        self._user_code(name)
         await self._invoke("create_function", name, num_params, func, deterministic=deterministic)
 
     async def create_aggregate(self, name: str, n_arg: int, aggregate_class: Any) -> None:
         """Register a SQL aggregate function (a class with ``step`` and ``finalize``)."""
+        self._user_code(name)
         await self._invoke("create_aggregate", name, n_arg, aggregate_class)
 
     async def create_collation(
         self, name: str, callable: Optional[Callable[[str, str], int]]
     ) -> None:
         """Register (or remove, with None) a collation."""
+        self._user_code(name)
         await self._invoke("create_collation", name, callable)
 
     async def create_window_function(
@@ -521,11 +598,13 @@ class Connection(Opening):
     ) -> None:
         """Register an aggregate window function (Python 3.11+)."""
         _require(3, 11, "create_window_function()")
+        self._user_code(name)
         await self._invoke("create_window_function", name, num_params, aggregate_class)
 
     async def set_authorizer(self, authorizer_callback: Optional[AuthorizerCallback]) -> None:
         """Set (or remove, with None) the authorizer called for each statement prepared."""
         await self._invoke("set_authorizer", authorizer_callback)
+        self._hooked("authorizer", authorizer_callback is not None)
 
     async def set_progress_handler(self, handler: Optional[ProgressHandler], n: int) -> None:
         """Call ``handler`` every ``n`` VM instructions; a true return aborts the statement.
@@ -538,6 +617,7 @@ class Connection(Opening):
     async def set_trace_callback(self, handler: Optional[TraceCallback]) -> None:
         """Call ``handler`` with the text of each statement executed."""
         await self._invoke("set_trace_callback", handler)
+        self._hooked("trace", handler is not None)
 
     async def enable_load_extension(self, value: bool) -> None:
         """Allow or forbid loading SQLite extensions."""
@@ -669,6 +749,7 @@ def connect(
     iter_chunk_size: int = 64,
     loop: Any = None,
     pragmas: Optional[Mapping[str, Any]] = None,
+    inline: Union[bool, float] = True,
     **kwargs: Any,
 ) -> Connection:
     """Open a connection; ``await`` it or use ``async with``.
@@ -681,6 +762,11 @@ def connect(
     ``{"journal_mode": "WAL", "foreign_keys": True}``.  Unlike the same PRAGMAs sent with
     ``execute``, a switch to WAL waits (up to ``timeout``) for other processes doing the
     same on a new file, where SQLite refuses all but one of them at once.
+
+    ``inline`` (an aiolite addition): adaptive execution.  A statement known to be short
+    runs on the event loop's thread while the worker is idle, with no thread round trip;
+    a read that runs longer than the budget (1 ms; pass seconds to change it) moves to
+    the worker.  ``inline=False`` sends every call to the worker.  See docs/design.md.
     """
     if loop is not None:
         warnings.warn(
@@ -691,6 +777,10 @@ def connect(
     location = _location(database)
     statements = [pragma_statement(n, v) for n, v in (pragmas or {}).items() if v is not None]
     timeout = float(kwargs.get("timeout", 5.0))
+    if inline is not False and inline is not None:
+        # Adaptive execution uses the connection from the loop thread, never concurrently
+        # with the worker (Worker._exec); with the check kept, it stays off.
+        kwargs.setdefault("check_same_thread", False)
 
     def connector() -> sqlite3.Connection:
         conn: sqlite3.Connection = sqlite3.connect(location, **kwargs)
@@ -702,7 +792,7 @@ def connect(
             raise
         return conn
 
-    return Connection(connector, iter_chunk_size)
+    return Connection(connector, iter_chunk_size, inline=inline)
 
 
 def _location(database: Any) -> str:

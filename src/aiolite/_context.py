@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Generic, Optional, TypeVar
 
+from ._backends._asyncio import Ready
 from ._closing import DONE
-from ._cursor import Cursor
+from ._cursor import Cursor, run_execute
 
 __all__ = ["Execution", "Result"]
 
@@ -79,7 +80,14 @@ class Execution(Coroutine[Any, Any, Cursor]):
         if sql is None:
             raise RuntimeError("cannot reuse already awaited coroutine")
         self._sql = None
-        return self._cursor.submit(sql, self._params).__await__()
+        cursor = self._cursor
+        params = self._params
+        args = (cursor, sql, params, cursor.row_factory, cursor.iter_chunk_size)
+        call = cursor._conn._statement(run_execute, args, sql, (sql, params))
+        if type(call) is Ready:  # it ran on this thread: no generator of its own to drive
+            return cursor
+        yield from call.__await__()  # the job returns this cursor
+        return cursor
 
     def send(self, value: Any) -> Any:
         it = self._it

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ._closing import DONE, Closing
+from ._inline import LOCKED, SCRIPT
 from ._types import Parameters, RowFactory
 from ._worker import Job
 
@@ -116,10 +117,19 @@ def run_execute(
     prefetch: int,
 ) -> Cursor:
     # Returns the cursor, so that db.execute() can await the waiter directly (see
-    # Execution).
-    cur = _start(conn, res, row_factory)
+    # Execution).  _start and _finish, written out: the hottest function of all (it runs
+    # on the loop thread when the statement is short, see _inline).
+    if res._raw is not None:  # a new cursor (db.execute) has nothing to release
+        _release(conn, res)
+    res._rows = ()
+    cur = conn.cursor()
+    cur.row_factory = row_factory
     cur.execute(sql, params)  # type: ignore[arg-type]
-    _finish(res, cur, prefetch)
+    res._description = description = cur.description
+    res._rowcount = cur.rowcount
+    res._lastrowid = cur.lastrowid
+    if description is not None:
+        _read(res, cur, prefetch)
     return res
 
 
@@ -228,9 +238,13 @@ class Cursor(Closing, _Results):
         """
         params = _NO_PARAMS if parameters is None else parameters
         if begin is None:
-            await self._stmt(run_execute, sql, params)
+            await self._stmt((sql, params), run_execute, sql, params)
         else:
-            await self._stmt(run_begun, sql, params, begin_statement(begin), run_execute)
+            key = self._begun(sql, begin)
+            stmt = (sql, params)
+            await self._stmt(
+                stmt, run_begun, sql, params, begin_statement(begin), run_execute, key=key
+            )
         return self
 
     async def executemany(
@@ -240,23 +254,37 @@ class Cursor(Closing, _Results):
 
         ``begin``: as for :meth:`execute`.
         """
+        stmt = (sql, SCRIPT)
         if begin is None:
-            await self._stmt(run_executemany, sql, parameters)
+            await self._stmt(stmt, run_executemany, sql, parameters)
         else:
-            await self._stmt(run_begun, sql, parameters, begin_statement(begin), run_executemany)
+            stmt_begin = begin_statement(begin)
+            await self._stmt(stmt, run_begun, sql, parameters, stmt_begin, run_executemany)
         return self
 
     async def executescript(self, sql_script: str) -> Cursor:
         """Execute a script of several statements. Returns this cursor."""
-        await self._stmt(run_executescript, sql_script)
+        await self._stmt((sql_script, SCRIPT), run_executescript, sql_script)
         return self
 
-    async def _stmt(self, fn: Any, sql: str, *args: Any) -> None:
+    async def _stmt(
+        self, stmt: tuple[str, Any], fn: Any, sql: str, *args: Any, key: Any = None
+    ) -> None:
         self._check()
         self._chunk = 0
         await self._conn._call_stmt(
-            sql, fn, self, sql, *args, self.row_factory, self.iter_chunk_size
+            stmt, fn, self, sql, *args, self.row_factory, self.iter_chunk_size, key=key
         )
+
+    def _begun(self, sql: str, begin: str) -> Any:
+        """The job key of a statement sent with ``begin=``: its SQL where that BEGIN cannot
+        wait for a lock (a deferred one, or a transaction already holding the write lock),
+        so it may run on the loop thread as the statement alone; else a key of its own,
+        which is never admitted there."""
+        inline = self._conn._worker.inline
+        if inline is not None and (begin.upper() == "DEFERRED" or inline.state == LOCKED):
+            return sql
+        return (sql, begin)
 
     def submit(self, sql: str, params: Parameters) -> Awaitable[Cursor]:
         """Queue ``execute(sql, params)`` on a new cursor; the awaitable gives this cursor.
@@ -265,7 +293,7 @@ class Cursor(Closing, _Results):
         statement yet, so there is nothing to check or reset.
         """
         args = (self, sql, params, self.row_factory, self.iter_chunk_size)
-        return self._conn._call_job(Job(run_execute, args, True, False, sql))  # as _call_stmt
+        return self._conn._statement(run_execute, args, sql, (sql, params))  # as _call_stmt
 
     # -- fetching (0 round trips while the prefetched rows last) --
 

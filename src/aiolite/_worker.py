@@ -38,14 +38,25 @@ import time
 import traceback
 import weakref
 from queue import Empty, SimpleQueue
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ._exceptions import ConnectionClosedError
+from ._exceptions import ConnectionClosedError, is_busy
+from ._inline import READ, WRITE
 
 if TYPE_CHECKING:
     from ._backends._base import Waker
+    from ._inline import Inline
 
-__all__ = ["Aborted", "Job", "Worker", "close_connection", "lost_transaction_error"]
+__all__ = [
+    "NOT_HERE",
+    "Aborted",
+    "Job",
+    "Worker",
+    "close_connection",
+    "lost_transaction_error",
+    "statement_job",
+]
 
 # CANCELLED: will never deliver (it never ran, or it was abandoned).  CANCELLING: running, a
 # cancel was asked for, and the waiting task waits for the truth (aborted or finished).
@@ -56,6 +67,13 @@ PENDING, RUNNING, DONE, CANCELLED, CANCELLING = 0, 1, 2, 3, 4
 #: Each call takes the GIL, so a much smaller value slows long statements while the event
 #: loop is busy (measured: 100k -> 2.5x, 10k -> 6x on a 2-core VM with a spinning loop).
 PROGRESS_STEPS = 100_000
+#: The same while a call runs on the loop thread (see run_here): ~70 µs, the precision of
+#: its budget.  Nothing else is running then, so the GIL it takes costs nobody.
+INLINE_STEPS = 10_000
+
+#: A run on the loop thread shorter than this leaves the statement's history alone (its
+#: average is under _inline.SHORT, or it would not have run there).
+SHORT_HERE = 50e-6
 
 #: How long the exit hook waits for each worker to finish the statement it is running.
 EXIT_JOIN_TIMEOUT = 2.0
@@ -85,6 +103,7 @@ class Job:
         "rollback_if_cancelled",
         "shielded",
         "state",
+        "stmt",
         "waiter",
         "waker",
     )
@@ -98,6 +117,7 @@ class Job:
         key: Any = None,
         shielded: bool = False,
         pure: bool = False,
+        stmt: Optional[tuple[str, Any]] = None,
     ) -> None:
         self.fn = fn
         # What the worker's duration history is kept by: the SQL text for statements.
@@ -116,6 +136,18 @@ class Job:
         # transaction that the cancel rolls back): a cancel may abandon it while it runs
         # instead of waiting for its outcome.
         self.pure = pure
+        #: (sql, parameters) of a statement job that may run on the caller's thread
+        #: (see _inline); None for every other job.
+        self.stmt = stmt
+
+
+#: What ``Worker.run_here`` returns when the call did not run on the calling thread.
+NOT_HERE: Any = object()
+
+
+def statement_job(fn: JobFn, args: tuple[Any, ...], key: Any, stmt: Any) -> Job:
+    """The job of a connect() statement: if cancelled, it leaves no transaction it opened."""
+    return Job(fn, args, True, False, key, stmt=stmt)
 
 
 class Aborted(Exception):
@@ -150,6 +182,20 @@ class Worker:
     def __init__(self, name: str = "aiolite-worker") -> None:
         self._queue: SimpleQueue[Job] = SimpleQueue()
         self._lock = threading.Lock()
+        # Held by whoever runs SQL on the connection: the worker for each job, or the loop
+        # thread for a call it runs itself (run_here).  One ticket per job queued and not
+        # yet run: a call may run on the loop thread only when there is none, so it never
+        # overtakes a job queued before it.
+        self._exec = threading.Lock()
+        self._tickets: list[None] = []
+        #: Adaptive execution (see _inline): None when every call goes to the thread.
+        self.inline: Optional[Inline] = None
+        #: When the call running on the loop thread must give up (monotonic), and whether
+        #: it did: it then runs again on the worker.
+        self.budget_deadline: Optional[float] = None
+        self.over_budget = False
+        self._steps = PROGRESS_STEPS
+        self._probed = False
         # Plain attributes, read without the lock on every call (a bool read is atomic);
         # written only under _lock.
         #: False once the final job was submitted: no more jobs are taken.
@@ -176,6 +222,7 @@ class Worker:
         # A progress handler set by the user, chained behind the worker's own.
         self._user_progress: Optional[Callable[[], Any]] = None
         self._user_every = 1
+        self._user_n = 0
         self._progress_calls = 0
         self._durations: dict[Any, float] = {}  # job key -> moving average of its run time
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -208,6 +255,7 @@ class Worker:
             with self._lock:
                 if self.accepting:
                     self.accepting = False
+                    self._tickets.append(None)
                     self._queue.put(job)
                     return
                 if not self.finished:
@@ -219,6 +267,7 @@ class Worker:
             return
         if not self.accepting:
             raise _closed_error()
+        self._tickets.append(None)
         self._queue.put(job)
         if self.finished:  # lost the race with the final job: nobody else will run it
             self._fail_leftovers()
@@ -233,6 +282,7 @@ class Worker:
         """
         if self.finished:
             return False
+        self._tickets.append(None)
         self._queue.put(Job(fn, args))
         self._fail_leftovers_if_finished()  # lost the race with the thread's end?
         return True
@@ -301,6 +351,10 @@ class Worker:
         if deadline is not None and time.monotonic() >= deadline:
             self.expired = True  # the job's own time limit: it reports it (not a cancel)
             return 1
+        budget = self.budget_deadline
+        if budget is not None and perf_counter() >= budget:
+            self.over_budget = True  # a call on the loop thread ran too long: move it
+            return 1
         user = self._user_progress
         if user is not None:
             self._progress_calls += 1
@@ -313,14 +367,21 @@ class Worker:
         self, conn: sqlite3.Connection, handler: Optional[Callable[[], Any]], n: int
     ) -> None:
         """Worker thread: chain the user's handler behind the worker's own (called ~every n)."""
-        steps = PROGRESS_STEPS
         if handler is None or n <= 0:
             self._user_progress = None
         else:
             self._user_progress = handler
-            steps = min(n, PROGRESS_STEPS)
-            self._user_every = max(1, round(n / steps))
+            self._user_n = n
             self._progress_calls = 0
+        self._set_steps(conn, PROGRESS_STEPS)
+
+    def _set_steps(self, conn: sqlite3.Connection, steps: int) -> None:
+        """Call the progress handler every ``steps`` instructions (fewer if the user's
+        handler asked for fewer); the user's handler still runs about every n."""
+        if self._user_progress is not None:
+            steps = min(self._user_n, steps)
+            self._user_every = max(1, round(self._user_n / steps))
+        self._steps = steps
         conn.set_progress_handler(self._progress, steps)
 
     def inspect(self, name: str) -> Any:
@@ -332,7 +393,7 @@ class Worker:
 
     def adopt(self, conn: sqlite3.Connection) -> None:
         """Worker thread: take ownership of the connection the opening job created."""
-        conn.set_progress_handler(self._progress, PROGRESS_STEPS)
+        self._set_steps(conn, PROGRESS_STEPS)
         with self._lock:
             self.connection = conn
 
@@ -354,6 +415,9 @@ class Worker:
         release = self._lock.release
         clock = time.perf_counter
         durations = self._durations
+        hold = self._exec.acquire
+        let_go = self._exec.release
+        done_with = self._tickets.pop
         held: list[tuple[Job, bool, Any]] = []  # outcomes not yet handed to their wakers
         held_since = 0.0
         while True:
@@ -378,13 +442,17 @@ class Worker:
             acquire()
             if job.state != PENDING:  # cancelled before it started: never runs
                 release()
+                done_with()
                 continue
             job.state = RUNNING
             self._running = job
             self.aborting = self._aborted = self.expired = False
             self.deadline = None
             release()
+            hold()
             conn = self.connection
+            if self._steps != PROGRESS_STEPS and conn is not None:  # after run_here
+                self._set_steps(conn, PROGRESS_STEPS)
             tx_before = False
             if job.rollback_if_cancelled and conn is not None:
                 tx_before = conn.in_transaction
@@ -420,6 +488,11 @@ class Worker:
             release()
             if aborted and job.rollback_if_cancelled:
                 self._after_abort(tx_before)
+            inline = self.inline
+            if inline is not None:
+                self._learn(inline, job.stmt, ok)
+            let_go()
+            done_with()
             if state == CANCELLED:
                 pass  # abandoned: nobody waits for the outcome
             elif job.waker is not None:
@@ -437,6 +510,112 @@ class Worker:
                 return
             # Drop references now: a traceback must not keep rows or cursors alive.
             del job, value
+
+    def _learn(self, inline: Inline, stmt: Optional[tuple[str, Any]], ok: bool) -> None:
+        try:
+            inline.after(self.connection, stmt, ok)
+        except Exception:  # learning failed (a busy schema read): ask again later
+            inline.forget()
+
+    def run_here(self, fn: JobFn, args: tuple[Any, ...], key: Any, stmt: Any, budget: float) -> Any:
+        """Loop thread: run ``fn(connection, *args)`` now on this thread, if the worker is
+        idle and nothing is queued; its value (or its exception, raised), or NOT_HERE to
+        send it to the worker instead.  ``key`` and ``stmt`` are as the Job's would be.
+
+        With a ``budget`` (seconds, > 0), SQLite aborts the statement once it has run that
+        long: it then goes to the worker (NOT_HERE).  Without one it runs to the end.
+        """
+        if self._tickets or not self._exec.acquire(False):
+            return NOT_HERE
+        try:
+            conn = self.connection
+            # Checked again holding the connection: a job queued meanwhile goes first.
+            if self._tickets or conn is None or not self.accepting:
+                return NOT_HERE
+            if not self._probed and not self._probe(conn):
+                return NOT_HERE
+            if budget < 0:  # NOWAIT: the first write of a transaction, if nobody writes
+                return self._run_nowait(conn, fn, args, key, stmt)
+            started = perf_counter()
+            if budget > 0:
+                if self._steps != INLINE_STEPS:
+                    self._set_steps(conn, INLINE_STEPS)
+                self.budget_deadline = started + budget
+            try:
+                value = fn(conn, *args)
+            except BaseException as exc:
+                if self._failed_here(key, stmt, exc, started):
+                    return NOT_HERE  # over budget: the worker runs it again
+                raise
+            took = perf_counter() - started
+            self.budget_deadline = None
+            if took >= SHORT_HERE:  # only a slow run can change the verdict: it counts
+                durations = self._durations
+                durations[key] = durations.get(key, 0.0) * 0.75 + took * 0.25
+            inline = self.inline
+            if inline is not None:
+                # Inline.ran, its short path written out: reads change nothing it
+                # tracks, and a write here is inside a transaction holding the lock.
+                inline.calls += 1
+                kind = inline.kinds.get(key)
+                if kind == WRITE:
+                    inline.tx_writes += 1
+                elif kind != READ:
+                    inline.after(conn, stmt, True)
+            return value
+        finally:
+            self._exec.release()
+
+    def _run_nowait(
+        self, conn: sqlite3.Connection, fn: JobFn, args: tuple[Any, ...], key: Any, stmt: Any
+    ) -> Any:
+        """run_here's body for a write that must take the write lock: with SQLite's busy
+        timeout at 0, so that a database another connection writes to fails at once
+        (and the call goes to the worker, whose wait is the configured one)."""
+        inline = self.inline
+        assert inline is not None
+        inline.nowait(conn, True)
+        try:
+            try:
+                value = fn(conn, *args)
+            except BaseException as exc:
+                traceback.clear_frames(exc.__traceback__)
+                self._learn(inline, stmt, False)
+                if is_busy(exc):
+                    inline.busy += 1
+                    return NOT_HERE
+                raise
+        finally:
+            inline.nowait(conn, False)
+        inline.calls += 1
+        self._learn(inline, stmt, True)
+        return value
+
+    def _failed_here(self, key: Any, stmt: Any, exc: BaseException, started: float) -> bool:
+        """A call run on the loop thread raised: learn from it.  True if it was aborted
+        for running over its budget: it then goes to the worker."""
+        self.budget_deadline = None
+        traceback.clear_frames(exc.__traceback__)  # its cursors die now, holding conn
+        inline = self.inline
+        if self.over_budget:
+            self.over_budget = False
+            self._durations[key] = perf_counter() - started  # long: not here again
+            if inline is not None:
+                inline.moved += 1
+            return True
+        if inline is not None:
+            self._learn(inline, stmt, False)
+        return False
+
+    def _probe(self, conn: sqlite3.Connection) -> bool:
+        """Whether this thread may use the connection (check_same_thread=False)."""
+        try:
+            conn.cursor().close()
+        except sqlite3.ProgrammingError:
+            self.inline = None  # opened by a connector that keeps its thread check
+            return False
+        self._probed = True
+        return True
 
     @staticmethod
     def _hand_over_held(held: list[tuple[Job, bool, Any]]) -> None:
@@ -473,6 +652,7 @@ class Worker:
                 job = self._queue.get_nowait()
             except Empty:
                 return
+            self._tickets.pop()
             with self._lock:
                 if job.state != PENDING:
                     continue

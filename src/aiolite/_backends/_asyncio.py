@@ -33,14 +33,16 @@ import sys
 import weakref
 from collections import deque
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Optional
 
-from .._worker import Aborted
+from .._inline import NO, YIELD_EVERY
+from .._worker import NOT_HERE, Aborted, statement_job
 
 if TYPE_CHECKING:
     from .._worker import Job, Worker
 
-__all__ = ["CallSoonWaker", "FdWaker", "Waiter", "waker_for"]
+__all__ = ["CallSoonWaker", "FdWaker", "Ready", "Waiter", "waker_for"]
 
 _PENDING, _DONE, _FAILED, _CANCELLED = 0, 1, 2, 3
 _SIGNAL = (1).to_bytes(8, sys.byteorder)  # an eventfd adds it; a pipe just becomes readable
@@ -233,14 +235,57 @@ def _cancel_later(loop: asyncio.AbstractEventLoop, exc: asyncio.CancelledError) 
     loop.call_soon(again)
 
 
+class Ready:
+    """The value of a call that ran on the loop thread: awaiting it does not suspend."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        yield from ()  # a generator that never suspends
+        return self.value
+
+
+class _Turn:
+    """A call that may run on the loop thread, after giving the loop one turn first.
+
+    A task that keeps running calls here never suspends, so now and then it yields: the
+    other tasks, timers and I/O get their turn.  Cancelled at that yield, the call never
+    ran.  After it, the call is admitted again: things may have changed meanwhile.
+    """
+
+    __slots__ = ("_job", "_waker", "_worker")
+
+    def __init__(self, waker: _AsyncioWaker, worker: Worker, job: Job) -> None:
+        self._waker = waker
+        self._worker = worker
+        self._job = job
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        yield  # a bare yield: the Task is scheduled again after one loop iteration
+        waker, worker, job = self._waker, self._worker, self._job
+        waker.mark = perf_counter()
+        inline = worker.inline
+        budget = NO if inline is None else inline.admit(job.key)
+        if budget != NO:
+            value = worker.run_here(job.fn, job.args, job.key, job.stmt, budget)
+            if value is not NOT_HERE:
+                return value
+        return (yield from waker.wait(worker, job).__await__())
+
+
 _Outcome = tuple[Waiter, bool, Any]
 
 
 class _AsyncioWaker:
-    __slots__ = ("__weakref__", "_loop", "_pending", "_rfd", "_scheduled")
+    __slots__ = ("__weakref__", "_loop", "_pending", "_rfd", "_scheduled", "mark")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
+        #: When a call run on the loop thread last gave the loop a turn (perf_counter).
+        self.mark = 0.0
         self._pending: deque[_Outcome] = deque()
         self._scheduled = False
         self._rfd: int | None = None  # FdWaker's signal, read by _drain
@@ -289,6 +334,31 @@ class _AsyncioWaker:
         while pending:
             waiter, ok, value = pending.popleft()
             waiter.settle(ok, value)
+
+    def inline(
+        self,
+        worker: Worker,
+        fn: Any,
+        args: tuple[Any, ...],
+        key: Any,
+        stmt: Any,
+        budget: float,
+        job: Optional[Job] = None,
+    ) -> Any:
+        """Loop thread: run an admitted call here if the worker is idle, else as ``job``
+        there (by default a statement job: see statement_job)."""
+        if job is None and perf_counter() - self.mark < YIELD_EVERY:
+            value = worker.run_here(fn, args, key, stmt, budget)  # raises what fn raised
+            if value is not NOT_HERE:
+                return Ready(value)
+        if job is None:
+            job = statement_job(fn, args, key, stmt)
+        if perf_counter() - self.mark >= YIELD_EVERY:
+            return _Turn(self, worker, job)
+        value = worker.run_here(fn, args, key, stmt, budget)
+        if value is NOT_HERE:
+            return self.wait(worker, job)
+        return Ready(value)
 
     def wait(self, worker: Worker, job: Job) -> Waiter:
         loop = self._loop()

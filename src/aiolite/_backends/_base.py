@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 if TYPE_CHECKING:
     from .._worker import Job, Worker
@@ -33,6 +33,20 @@ class Waker(Protocol):
         For finalizers (``__del__`` runs on whatever thread the GC runs on): they hand
         loop-side state changes back to the loop that owns that state.
         """
+
+    def inline(
+        self,
+        worker: Worker,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        key: Any,
+        stmt: Any,
+        budget: float,
+        job: Optional[Job] = None,
+    ) -> Awaitable[Any]:
+        """Loop thread: run ``fn(connection, *args)``, admitted by ``worker.inline``, on
+        this thread if the worker is idle (with ``budget``, see _inline); else submit
+        ``job`` (default: the statement job of these arguments) as ``wait`` does."""
 
     def wait(self, worker: Worker, job: Job) -> Awaitable[Any]:
         """Loop thread: submit ``job`` to ``worker``; await the result for its outcome.

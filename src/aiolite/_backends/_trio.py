@@ -6,12 +6,14 @@ Imported only when a call is made under trio, so aiolite never needs trio instal
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Optional
 
 import outcome
 import trio
 
-from .._worker import Aborted
+from .._inline import NO, YIELD_EVERY
+from .._worker import NOT_HERE, Aborted, statement_job
 
 if TYPE_CHECKING:
     from .._worker import Job, Worker
@@ -22,10 +24,11 @@ current_token = trio.lowlevel.current_trio_token
 
 
 class TrioWaker:
-    __slots__ = ("_pending", "_scheduled", "_token")
+    __slots__ = ("_pending", "_scheduled", "_token", "mark")
 
     def __init__(self, token: trio.lowlevel.TrioToken) -> None:
         self._token = token
+        self.mark = 0.0  # when a call run on the loop thread last gave the loop a turn
         self._pending: deque[tuple[trio.lowlevel.Task, bool, Any]] = deque()
         self._scheduled = False
 
@@ -59,6 +62,36 @@ class TrioWaker:
         while pending:
             task, ok, value = pending.popleft()
             reschedule(task, outcome.Value(value) if ok else outcome.Error(value))
+
+    async def inline(
+        self,
+        worker: Worker,
+        fn: Any,
+        args: tuple[Any, ...],
+        key: Any,
+        stmt: Any,
+        budget: float,
+        job: Optional[Job] = None,
+    ) -> Any:
+        """Run an admitted ``job`` on this thread if the worker is idle, else there.
+
+        Still a checkpoint: a cancelled scope raises here, before the call runs; and the
+        loop gets a turn at least every YIELD_EVERY seconds.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if job is None:
+            job = statement_job(fn, args, key, stmt)
+        if perf_counter() - self.mark >= YIELD_EVERY:
+            await trio.lowlevel.checkpoint()
+            self.mark = perf_counter()
+            inline = worker.inline
+            budget = NO if inline is None else inline.admit(key)
+            if budget == NO:
+                return await self.wait(worker, job)
+        value = worker.run_here(fn, args, key, stmt, budget)  # raises what fn raised
+        if value is NOT_HERE:
+            return await self.wait(worker, job)
+        return value
 
     async def wait(self, worker: Worker, job: Job) -> Any:
         job.waiter = trio.lowlevel.current_task()

@@ -1,0 +1,339 @@
+"""Adaptive execution: which calls may run on the caller's thread instead of the worker's.
+
+A thread round trip costs 20-50 µs; a point query costs 3-5 µs.  So a statement that is
+*known* to be short runs directly on the event loop's thread, on the connection the worker
+owns, while the worker is idle and nothing is queued ahead of it (``Worker.run_here``):
+the order of operations on a connection never changes.  Everything else goes to the
+worker as before (cancellation that interrupts, batching).
+
+What "known short" means, learned per SQL text:
+
+* **history**: the statement ran before and its moving average is under ``SHORT``;
+* **kind**, read once from SQLite's own plan (``EXPLAIN``, on the worker, after the first
+  run): a read (no write ``Transaction`` opcode), a *bounded* write (no loop, no trigger
+  program, no virtual table: its cost does not grow with the data), or anything else;
+* **no user code**: a statement calling a function, aggregate or collation registered on
+  the connection stays on the worker; so does every statement while the user has an
+  authorizer or a trace callback set (the EXPLAIN would show in them).
+
+Where a lock could make SQLite wait, the call goes to the worker: SQLite's busy handler
+sleeps, and it must never sleep on the loop.  So reads run here only on databases where
+readers take no lock (WAL, or in-memory) or inside a transaction that holds the write lock;
+writes only inside a transaction that already holds the write lock (a write earlier in it,
+or ``BEGIN IMMEDIATE``); a COMMIT only when it cannot fsync (WAL with synchronous=NORMAL
+or OFF) nor run SQLite's automatic checkpoint (the WAL's frame count, read from the
+``-shm`` index, is well under ``wal_autocheckpoint``).
+
+The budget: a read running here is aborted by the worker's progress handler once it has
+run ``budget`` seconds (checked every INLINE_STEPS VM instructions, ~70 µs), and is run
+again on the worker; the caller sees only the result.  Writes are never aborted: SQLite
+rolls back the *whole* transaction when it interrupts a write, so only bounded writes
+with a short history run here.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+import sqlite3
+import struct
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from ._worker import Worker
+
+__all__ = [
+    "BUDGET",
+    "KEYWORD",
+    "NO",
+    "NOWAIT",
+    "SCRIPT",
+    "SHORT",
+    "YIELD_EVERY",
+    "Inline",
+    "budget_of",
+]
+
+#: A statement whose moving average run time is under this may run on the loop thread.
+SHORT = 100e-6
+#: Default hard limit of one read run on the loop thread before it moves to the worker.
+BUDGET = 1e-3
+#: A task running calls on the loop thread lets the loop run at least this often.
+YIELD_EVERY = 1e-3
+#: ``admit()`` result: run it on the worker.
+NO = -1.0
+#: ``admit()`` result: run it here with SQLite's busy timeout at 0 for the time of the
+#: call; if the database is busy, it goes to the worker (which waits as configured).
+NOWAIT = -2.0
+#: Statements classified per connection at most; then the table starts over.
+MAX_KINDS = 2048
+
+# Kinds of statement.
+NEVER, READ, WRITE, BIG_WRITE, BEGIN, LOCK, COMMIT = range(7)
+# What the connection's open transaction holds: nothing known to be written (or no
+# transaction), the write lock, or something we cannot tell (a script, a PRAGMA...).
+CLEAN, LOCKED, UNKNOWN = range(3)
+
+#: The first keyword of a statement, after white space and comments.
+KEYWORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*([A-Za-z]+)", re.DOTALL)
+_DEFERRED = re.compile(r"\s*BEGIN(?:\s+DEFERRED)?(?:\s+TRANSACTION)?\s*;?\s*", re.IGNORECASE)
+_DML = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})  # sqlite3's implicit BEGIN
+_PLANNED = frozenset({"SELECT", "VALUES", "WITH", "INSERT", "REPLACE", "UPDATE", "DELETE"})
+# Statements after which what we learned may be wrong: the schema, the attached databases
+# or the settings (PRAGMA x=...) changed.
+_RESETS = frozenset({"CREATE", "DROP", "ALTER", "ATTACH", "DETACH"})
+# Opcodes whose work grows with the data (loops, triggers, virtual tables).
+_UNBOUNDED = frozenset(
+    {"Next", "Prev", "SorterNext", "VNext", "VFilter", "VUpdate", "Program", "RowSetRead"}
+)
+_MX_FRAME = struct.Struct("=I").unpack_from  # WalIndexHdr.mxFrame, at byte 16 of the -shm
+_SCRIPT = object()  # Job.stmt params of executemany/executescript
+
+
+def budget_of(inline: Any) -> Optional[float]:
+    """The budget in seconds for ``inline=`` (True: the default; False: off -> None)."""
+    if inline is True:
+        return BUDGET
+    if inline is False or inline is None:
+        return None
+    if isinstance(inline, (int, float)) and not isinstance(inline, bool) and inline > 0:
+        return float(inline)
+    raise ValueError(f"inline must be True, False or a budget in seconds (> 0), got {inline!r}")
+
+
+def keyword(sql: str) -> str:
+    m = KEYWORD.match(sql)
+    return m.group(1).upper() if m is not None else ""
+
+
+class _Facts:
+    """What the connection's databases allow, read on the worker (see Inline.facts)."""
+
+    __slots__ = ("autocheckpoint", "busy_timeout", "commit_free", "lock_free", "private", "shm")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.lock_free = True  # readers take no lock: WAL or private (memory, temp)
+        self.commit_free = True  # a COMMIT never fsyncs
+        self.private = True  # no database is a file: no other connection can lock it
+        self.shm: Optional[mmap.mmap] = None
+        self.autocheckpoint = int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+        self.busy_timeout = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        for _, name, file in conn.execute("PRAGMA database_list").fetchall():
+            if not file:
+                continue  # in-memory or temp: no other connection, no lock, no fsync
+            self.private = False
+            quoted = '"' + name.replace('"', '""') + '"'
+            mode = str(conn.execute(f"PRAGMA {quoted}.journal_mode").fetchone()[0]).lower()
+            if mode != "wal":
+                self.lock_free = self.commit_free = False
+                continue
+            if int(conn.execute(f"PRAGMA {quoted}.synchronous").fetchone()[0]) > 1:
+                self.commit_free = False  # FULL/EXTRA: every commit fsyncs the WAL
+            if name == "main":
+                self.shm = _map_shm(file + "-shm")
+            else:
+                self.commit_free = False  # a commit across files: leave it to the worker
+        if self.commit_free and self.autocheckpoint > 0 and self.shm is None:
+            # A WAL whose index we cannot read (exclusive locking mode keeps it in memory).
+            self.commit_free = not any(f for _, _, f in conn.execute("PRAGMA database_list"))
+
+    def close(self) -> None:
+        if self.shm is not None:
+            self.shm.close()
+            self.shm = None
+
+
+def _map_shm(path: str) -> Optional[mmap.mmap]:
+    try:
+        with open(path, "rb") as f:
+            return mmap.mmap(f.fileno(), 4096, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+
+
+def _named(p4: str) -> str:
+    return p4.partition("(")[0].partition("-")[0].lower()
+
+
+def _classify(conn: sqlite3.Connection, sql: str, params: Any, names: set[str]) -> int:
+    word = keyword(sql)
+    if word in ("COMMIT", "END"):
+        return COMMIT
+    if word == "BEGIN":
+        return BEGIN if _DEFERRED.fullmatch(sql) else LOCK
+    if word not in _PLANNED:
+        return NEVER
+    try:
+        ops = conn.execute("EXPLAIN " + sql, params).fetchall()
+    except Exception:  # whatever SQLite or the parameters say: not here
+        return NEVER
+    write = unbounded = False
+    for op in ops:
+        code, p2, p4 = op[1], op[3], op[5]
+        if code == "Transaction":
+            write = write or bool(p2)
+        elif code in _UNBOUNDED:
+            unbounded = True
+        # Functions show as "name(nargs)", collations as "NAME-n".
+        if names and isinstance(p4, str) and _named(p4) in names:
+            return NEVER
+    if not write:
+        return READ
+    return BIG_WRITE if unbounded else WRITE
+
+
+class Inline:
+    """One connection's adaptive-execution state (``Worker.inline``).
+
+    ``admit`` runs on the loop thread; ``after`` runs where the job ran, holding the
+    connection (worker thread, or the loop thread inside ``Worker.run_here``).
+    """
+
+    def __init__(self, worker: Worker, budget: float, plan: bool = True) -> None:
+        self.worker = worker
+        self.budget = budget
+        #: Learn kinds from EXPLAIN (connect()); False: a Database member, whose caller
+        #: says what kind each job is.
+        self.plan = plan
+        self.kinds: dict[Any, int] = {}  # by SQL text
+        self.names: set[str] = set()  # user functions/collations, lower case
+        #: An authorizer or trace callback is set: no EXPLAIN, nothing runs here.
+        self.hooked = False
+        self.facts: Optional[_Facts] = None
+        self.state = CLEAN
+        self.tx_writes = 0
+        #: sqlite3 opens a transaction before INSERT/UPDATE/DELETE/REPLACE by itself (its
+        #: legacy transaction control with an isolation_level): kept by the Connection.
+        self.implicit_begin = True
+        #: Calls run on the loop thread; reads that overran the budget and moved.
+        self.calls = 0
+        self.moved = 0
+        #: First writes tried here that found the database locked (then run on the worker).
+        self.busy = 0
+
+    # -- loop thread --
+
+    def admit(self, sql: Any) -> float:
+        """NO, or the budget to run the statement job keyed ``sql`` with here (0: no
+        budget, never aborted).  A statement sent with a BEGIN that may wait has a key of
+        its own (not its SQL): never admitted."""
+        if self.hooked:
+            return NO
+        kind = self.kinds.get(sql, NEVER)
+        if kind == NEVER:
+            return NO
+        took = self.worker._durations.get(sql)
+        if took is None or took >= SHORT:
+            return NO
+        facts = self.facts
+        if facts is None or self.worker.lost_transaction:
+            return NO
+        if kind == READ:
+            return self.budget if facts.lock_free or self.state == LOCKED else NO
+        if kind == WRITE:
+            if facts.private:
+                return 0.0  # nobody else can hold a lock; a commit has nothing to sync
+            if not facts.lock_free:
+                return NO
+            if self.state == LOCKED:
+                return 0.0
+            # The first write of a transaction takes the write lock: here only if it can
+            # without waiting, and only if a transaction stays open after it (no commit).
+            conn = self.worker.connection
+            if conn is not None and conn.in_transaction:
+                return NOWAIT
+            if self.implicit_begin and keyword(sql) in _DML:
+                return NOWAIT  # sqlite3 sends BEGIN first: the statement does not commit
+            return NO
+        if kind == BEGIN:
+            return 0.0
+        if kind == COMMIT:
+            return 0.0 if self.commit_cheap() else NO
+        return NO
+
+    def commit_cheap(self) -> bool:
+        """Whether a COMMIT now is quick and lock-free (see the module docstring)."""
+        state = self.state
+        if state == CLEAN:
+            return True  # nothing written: it only ends the transaction
+        facts = self.facts
+        if state != LOCKED or facts is None or not facts.commit_free or self.hooked:
+            return False
+        if facts.autocheckpoint > 0 and facts.shm is not None:
+            # SQLite checkpoints at the commit that takes the WAL past wal_autocheckpoint
+            # frames; a small transaction adds a few frames per statement.
+            frames: int = _MX_FRAME(facts.shm, 16)[0]
+            return frames + 8 * self.tx_writes + 64 < facts.autocheckpoint
+        return True
+
+    def user_code(self, name: str) -> None:
+        """A function, aggregate or collation was registered: statements naming it stay
+        on the worker (they run Python code that may take any time)."""
+        self.names.add(name.lower())
+        self.kinds.clear()
+
+    # -- where the job ran, holding the connection --
+
+    def after(
+        self, conn: Optional[sqlite3.Connection], stmt: Optional[tuple[str, Any]], ok: bool
+    ) -> None:
+        """Learn from a job that just ran (``stmt``: the Job's): its statement's kind, the
+        transaction's state."""
+        if conn is None:
+            return
+        in_tx = conn.in_transaction
+        if not in_tx:
+            self.state = CLEAN
+            self.tx_writes = 0
+        if stmt is None:
+            # A fetch, a blob write, a method: whatever it did, a transaction that looked
+            # clean may not be any more.
+            if in_tx and self.state == CLEAN:
+                self.state = UNKNOWN
+            return
+        sql, params = stmt
+        if params is _SCRIPT:  # executemany/executescript: may be anything
+            self.forget()
+            if in_tx:
+                self.state = LOCKED if ok and self.state == LOCKED else UNKNOWN
+                self.tx_writes += 1_000
+            return
+        if self.facts is None and not self.hooked:
+            self.facts = _Facts(conn)
+        kinds = self.kinds
+        kind = kinds.get(sql)
+        if kind is None:
+            if not ok or self.hooked or not self.plan:
+                return
+            if len(kinds) >= MAX_KINDS:
+                kinds.clear()
+            kind = kinds[sql] = _classify(conn, sql, params, self.names)
+        if kind == NEVER:
+            word = keyword(sql)
+            if word in _RESETS or (word == "PRAGMA" and "=" in sql):
+                self.forget()
+        if not in_tx:
+            return
+        if kind in (WRITE, BIG_WRITE, LOCK):
+            if ok:
+                self.state = LOCKED
+                self.tx_writes += 1
+        elif kind == NEVER and self.state != LOCKED:
+            self.state = UNKNOWN
+
+    def nowait(self, conn: sqlite3.Connection, on: bool) -> None:
+        """Set SQLite's busy timeout to 0 for a call run here with NOWAIT, and back."""
+        facts = self.facts
+        ms = 0 if on or facts is None else facts.busy_timeout
+        conn.execute(f"PRAGMA busy_timeout={ms}")
+
+    def forget(self) -> None:
+        """The schema or the settings may have changed: learn kinds and facts again."""
+        self.kinds.clear()
+        if self.facts is not None:
+            self.facts.close()
+            self.facts = None
+
+
+#: ``Job.stmt`` parameters of executemany/executescript: what they do is not learned.
+SCRIPT = _SCRIPT
