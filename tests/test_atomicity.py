@@ -199,8 +199,9 @@ async def test_concurrent_closes_both_return(db_path: Path) -> None:
 
 async def test_a_cancel_that_lands_after_the_commit_returns_the_result(db_path: Path) -> None:
     """The job finished while the loop was busy, then the task was cancelled: the caller
-    gets the result (the row is committed), not a cancellation."""
-    async with aiolite.open(db_path) as db:
+    gets the result (the row is committed), not a cancellation.  On the worker: a write
+    run on the loop thread (inline) cannot be cancelled while it runs at all."""
+    async with aiolite.open(db_path, inline=False) as db:
         await db.execute("CREATE TABLE t(x)")
         got: list[Any] = []
         with anyio.CancelScope() as scope:
@@ -245,10 +246,11 @@ async def test_random_timeouts_report_the_truth(db_path: Path) -> None:
 
 def test_asyncio_task_cancel_after_the_job_finished_returns_the_result(db_path: Path) -> None:
     """asyncio's own task.cancel() on a task whose write already committed: ``await task``
-    gives the WriteResult, not CancelledError."""
+    gives the WriteResult, not CancelledError.  On the worker (inline=False): a write run
+    on the loop thread is over before anyone can cancel it."""
 
     async def main() -> None:
-        async with aiolite.open(db_path) as db:
+        async with aiolite.open(db_path, inline=False) as db:
             await db.execute("CREATE TABLE t(x)")
             task = asyncio.ensure_future(db.execute("INSERT INTO t VALUES (1)"))
             while db._writer.inflight == 0:  # noqa: ASYNC110  # polls a counter, no event

@@ -22,7 +22,7 @@ from ._compat import RawConnection
 from ._context import Execution, Result
 from ._cursor import Cursor
 from ._exceptions import ConnectionClosedError
-from ._inline import NO, Inline, budget_of
+from ._inline import Inline, budget_of
 from ._pragmas import as_str, pragma_statement, run_pragma
 from ._types import (
     AuthorizerCallback,
@@ -326,9 +326,9 @@ class Connection(Opening):
         waker = wakers.waker if running_loop() is wakers.key else wakers.current()
         inline = worker.inline
         if inline is not None and job.stmt is not None:
-            budget = inline.admit(job.key)
-            if budget != NO:
-                return waker.inline(worker, job.fn, job.args, job.key, job.stmt, budget, job)
+            how = inline.admit(job.key)
+            if how is not None:
+                return waker.inline(worker, job.fn, job.args, job.key, job.stmt, how, job)
         return waker.wait(worker, job)
 
     def _refuse(self) -> NoReturn:
@@ -364,9 +364,9 @@ class Connection(Opening):
         waker = wakers.waker if running_loop() is wakers.key else wakers.current()
         inline = worker.inline
         if inline is not None:
-            budget = inline.admit(key)
-            if budget != NO:  # known short: on this thread, if the worker is idle
-                return waker.inline(worker, fn, args, key, stmt, budget)
+            how = inline.admit(key)
+            if how is not None:  # known short: on this thread, if the worker is idle
+                return waker.inline(worker, fn, args, key, stmt, how)
         return waker.wait(worker, statement_job(fn, args, key, stmt))
 
     def _post(self, fn: Callable[..., Any], *args: Any) -> None:

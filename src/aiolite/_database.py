@@ -27,6 +27,7 @@ from ._adapters import Types
 from ._backends import WakerCache
 from ._closing import Opening
 from ._exceptions import ConnectionClosedError, ReadOnlyError
+from ._inline import How, Inline, budget_of
 from ._maintenance import (
     CheckpointResult,
     ForeignKeyViolation,
@@ -58,6 +59,7 @@ from ._statements import (
     MANY,
     PLAIN,
     SCRIPT,
+    WAL_CHECK_EVERY,
     WRITE,
     Limits,
     SchemaClock,
@@ -105,6 +107,10 @@ class DatabaseStatistics:
     #: 1 s, doubling to 30 s, never waiting on the writer).
     wal_checkpoints: int = 0
     wal_checkpoints_busy: int = 0
+    #: Calls that ran on the event loop's thread with no round trip (adaptive
+    #: execution), and those of them that overran the budget and moved to a worker.
+    inline_calls: int = 0
+    inline_moved: int = 0
 
 
 def _open_member(
@@ -128,6 +134,8 @@ def _open_member(
         conn.close()
         raise
     m.worker.adopt(conn)
+    if m.worker.inline is not None:
+        m.worker.inline.refresh(conn)
     return journal, path
 
 
@@ -197,6 +205,7 @@ class Database(Queries, Opening):
         query_timeout: Optional[float] = None,
         max_rows: Optional[int] = None,
         untrusted: Union[bool, Sandbox] = False,
+        inline: Union[bool, float] = True,
     ) -> None:
         if not isinstance(readers, int) or readers < 1:
             raise ValueError(f"readers must be an int >= 1, got {readers!r}")
@@ -255,9 +264,15 @@ class Database(Queries, Opening):
         self._gate = WriterGate()
 
         clock = SchemaClock()
+        # Adaptive execution (see _inline), except where the user's hook expects the worker
+        # thread, and for untrusted SQL (every query of it goes to a worker, limits armed).
+        budget = budget_of(inline) if on_statement is None and self._sandbox is None else None
+        self._inline = budget is not None
 
         def member(role: str) -> Member:
             worker = Worker(name=f"aiolite-{role}")
+            if budget is not None:
+                worker.inline = Inline(worker, budget, plan=False)
             session = Session(role, worker, types, self._busy_timeout, on_statement, slow_query)
             session.clock = clock  # one schema clock for all: the writer's DDL reaches all
             return Member(worker, session)
@@ -396,6 +411,9 @@ class Database(Queries, Opening):
     async def _query(self, mode: int, sql: str, params: Any, shape: Any, extra: Any = None) -> Any:
         if self._closing or not self._opened:
             self._check_open()
+        if self._inline:
+            # Before deciding where it runs: what is decided must still hold when it runs.
+            await self._wakers.current().turn()
         w = self._writer
         if sql in self._short_reads and w.inflight < SPREAD_AT and self._gate.free():
             # No transaction holds or awaits the writer, and this query is known to be
@@ -423,7 +441,13 @@ class Database(Queries, Opening):
             # Pure: a read has no effects, so a cancelled one is abandoned at once.
             args = (m.session, None, mode, sql, params, shape, PLAIN, extra)
             job = Job(run, args, key=sql, pure=True)
-            return await self._wakers.current().wait(m.worker, job)
+            waker = self._wakers.current()
+            inline = m.worker.inline
+            if inline is not None:
+                how = inline.admit_read(sql)
+                if how is not None:  # known short: on this thread, if the reader is idle
+                    return await waker.here(m.worker, run, args, how, job)
+            return await waker.wait(m.worker, job)
         finally:
             m.inflight -= 1
 
@@ -466,12 +490,20 @@ class Database(Queries, Opening):
         self._refuse_write(what)
         w = self._writer
         job = Job(run, (w.session, None, mode, sql, params, shape, tx), key=sql)
-        return self._on_writer(what, job)
+        # Only a single statement may run on the loop thread: an executemany aborted over
+        # its budget could not be run again (its parameters may be a consumed iterator).
+        here = sql if mode == WRITE and tx == AUTOCOMMIT else None
+        return self._on_writer(what, job, here)
 
-    async def _on_writer(self, what: str, job: Job) -> Any:
-        """Run one job on the writer, in turn with transactions (one frame: the hot path)."""
+    async def _on_writer(self, what: str, job: Job, here: Optional[str] = None) -> Any:
+        """Run one job on the writer, in turn with transactions (one frame: the hot path).
+
+        ``here``: the SQL of a one-statement autocommit write, which may run on the loop
+        thread instead (see _inline)."""
         if self._closing or not self._opened:
             self._check_open()
+        if self._inline:
+            await self._wakers.current().turn()  # before deciding (see _query)
         gate = self._gate
         # Nobody holds or awaits the writer: a one-job write goes straight to its queue.
         # It cannot interleave with a transaction (the worker runs jobs whole, in order),
@@ -483,11 +515,26 @@ class Database(Queries, Opening):
         w = self._writer
         w.inflight += 1
         try:
-            return await self._wakers.current().wait(w.worker, job)
+            waker = self._wakers.current()
+            inline = w.worker.inline
+            if here is not None and not queued and inline is not None:
+                # Its own transaction (BEGIN IMMEDIATE ... COMMIT), known short: on this
+                # thread if the writer is idle and nobody else holds the lock.
+                how = self._own_write(inline, here)
+                if how is not None:
+                    return await waker.here(w.worker, job.fn, job.args, how, job)
+            return await waker.wait(w.worker, job)
         finally:
             w.inflight -= 1
             if queued:
                 gate.release()
+
+    def _own_write(self, inline: Inline, sql: str) -> How:
+        """How an autocommit write may run on the loop thread (None: on the writer)."""
+        s = self._writer.session
+        if s.wal_limit is not None and (s.wal_commits + 1) % WAL_CHECK_EVERY == 0:
+            return None  # this commit checks the WAL's size and may checkpoint
+        return inline.admit_own_write(sql)
 
     async def _acquire_writer(self, what: str) -> None:
         """Queue for the writer (FIFO); fail if the Database closed meanwhile."""
@@ -648,6 +695,8 @@ class Database(Queries, Opening):
             round_trips=sum(m.worker.round_trips for m in self._all),
             wal_checkpoints=self._writer.session.wal_checkpoints,
             wal_checkpoints_busy=self._writer.session.wal_checkpoints_busy,
+            inline_calls=sum(m.worker.inline.calls for m in self._all if m.worker.inline),
+            inline_moved=sum(m.worker.inline.moved for m in self._all if m.worker.inline),
         )
 
 

@@ -8,7 +8,10 @@ worker as before (cancellation that interrupts, batching).
 
 What "known short" means, learned per SQL text:
 
-* **history**: the statement ran before and its moving average is under ``SHORT``;
+* **history**: its runs here have averaged under ``SHORT`` (a statement that did not is
+  sent to the worker, and tried here again now and then: ``hist`` decays at each refusal).
+  Times measured on the worker are not used: there the loop thread competes for the GIL
+  and a 15 µs statement can measure 130 µs;
 * **kind**, read once from SQLite's own plan (``EXPLAIN``, on the worker, after the first
   run): a read (no write ``Transaction`` opcode), a *bounded* write (no loop, no trigger
   program, no virtual table: its cost does not grow with the data), or anything else;
@@ -37,6 +40,7 @@ import mmap
 import re
 import sqlite3
 import struct
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
@@ -47,6 +51,8 @@ __all__ = [
     "KEYWORD",
     "NO",
     "NOWAIT",
+    "RUN",
+    "How",
     "SCRIPT",
     "SHORT",
     "YIELD_EVERY",
@@ -56,15 +62,22 @@ __all__ = [
 
 #: A statement whose moving average run time is under this may run on the loop thread.
 SHORT = 100e-6
+#: Each refusal for a slow history takes this factor off it: a statement that became fast
+#: again is tried here again after a few dozen calls.
+DECAY = 0.95
 #: Default hard limit of one read run on the loop thread before it moves to the worker.
 BUDGET = 1e-3
 #: A task running calls on the loop thread lets the loop run at least this often.
 YIELD_EVERY = 1e-3
-#: ``admit()`` result: run it on the worker.
-NO = -1.0
-#: ``admit()`` result: run it here with SQLite's busy timeout at 0 for the time of the
-#: call; if the database is busy, it goes to the worker (which waits as configured).
-NOWAIT = -2.0
+#: How a call may run here, as ``admit()`` says: None (on the worker), or a
+#: ``(budget, nowait)`` pair: ``budget`` seconds before SQLite aborts it and it moves to
+#: the worker (0: never aborted); ``nowait``: SQLite's busy timeout is 0 meanwhile, so a
+#: database another connection writes to fails at once and the call moves to the worker
+#: (which waits as configured).
+How = Optional[tuple[float, bool]]
+NO: How = None
+RUN: How = (0.0, False)
+NOWAIT: How = (0.0, True)
 #: Statements classified per connection at most; then the table starts over.
 MAX_KINDS = 2048
 
@@ -78,6 +91,7 @@ CLEAN, LOCKED, UNKNOWN = range(3)
 KEYWORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*([A-Za-z]+)", re.DOTALL)
 _DEFERRED = re.compile(r"\s*BEGIN(?:\s+DEFERRED)?(?:\s+TRANSACTION)?\s*;?\s*", re.IGNORECASE)
 _DML = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})  # sqlite3's implicit BEGIN
+_READS = frozenset({"SELECT", "VALUES", "WITH"})
 _PLANNED = frozenset({"SELECT", "VALUES", "WITH", "INSERT", "REPLACE", "UPDATE", "DELETE"})
 # Statements after which what we learned may be wrong: the schema, the attached databases
 # or the settings (PRAGMA x=...) changed.
@@ -109,13 +123,24 @@ def keyword(sql: str) -> str:
 class _Facts:
     """What the connection's databases allow, read on the worker (see Inline.facts)."""
 
-    __slots__ = ("autocheckpoint", "busy_timeout", "commit_free", "lock_free", "private", "shm")
+    __slots__ = (
+        "autocheckpoint",
+        "busy_timeout",
+        "commit_free",
+        "lock_free",
+        "private",
+        "shm",
+        "shm_path",
+        "shm_retry",
+    )
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.lock_free = True  # readers take no lock: WAL or private (memory, temp)
         self.commit_free = True  # a COMMIT never fsyncs
         self.private = True  # no database is a file: no other connection can lock it
         self.shm: Optional[mmap.mmap] = None
+        self.shm_path = ""  # the main database's WAL index, mapped when first needed
+        self.shm_retry = 0.0
         self.autocheckpoint = int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
         self.busy_timeout = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
         for _, name, file in conn.execute("PRAGMA database_list").fetchall():
@@ -130,12 +155,24 @@ class _Facts:
             if int(conn.execute(f"PRAGMA {quoted}.synchronous").fetchone()[0]) > 1:
                 self.commit_free = False  # FULL/EXTRA: every commit fsyncs the WAL
             if name == "main":
-                self.shm = _map_shm(file + "-shm")
+                self.shm_path = file + "-shm"
             else:
                 self.commit_free = False  # a commit across files: leave it to the worker
-        if self.commit_free and self.autocheckpoint > 0 and self.shm is None:
-            # A WAL whose index we cannot read (exclusive locking mode keeps it in memory).
-            self.commit_free = not any(f for _, _, f in conn.execute("PRAGMA database_list"))
+
+    def frames(self) -> Optional[int]:
+        """The main database's WAL frame count (None: its index cannot be read, e.g. in
+        exclusive locking mode, where SQLite keeps it in memory)."""
+        shm = self.shm
+        if shm is None:
+            now = time.monotonic()
+            if not self.shm_path or now < self.shm_retry:
+                return None
+            shm = self.shm = _map_shm(self.shm_path)
+            if shm is None:  # not made yet (a new file), or never (exclusive locking)
+                self.shm_retry = now + 1.0
+                return None
+        frames: int = _MX_FRAME(shm, 16)[0]
+        return frames
 
     def close(self) -> None:
         if self.shm is not None:
@@ -192,10 +229,17 @@ class Inline:
     def __init__(self, worker: Worker, budget: float, plan: bool = True) -> None:
         self.worker = worker
         self.budget = budget
+        self.read: How = (budget, False)  # a read: aborted after the budget
+        #: A Database's autocommit write (BEGIN IMMEDIATE ... COMMIT in one job): aborting
+        #: it loses nothing, its own transaction rolls back.
+        self.own_write: How = (budget, True)
         #: Learn kinds from EXPLAIN (connect()); False: a Database member, whose caller
         #: says what kind each job is.
         self.plan = plan
         self.kinds: dict[Any, int] = {}  # by SQL text
+        #: Moving average of each statement's runs here (seconds), for statements that
+        #: ever took SHORT_HERE or more; a budget overrun counts as the budget.
+        self.hist: dict[Any, float] = {}
         self.names: set[str] = set()  # user functions/collations, lower case
         #: An authorizer or trace callback is set: no EXPLAIN, nothing runs here.
         self.hooked = False
@@ -213,30 +257,31 @@ class Inline:
 
     # -- loop thread --
 
-    def admit(self, sql: Any) -> float:
-        """NO, or the budget to run the statement job keyed ``sql`` with here (0: no
-        budget, never aborted).  A statement sent with a BEGIN that may wait has a key of
-        its own (not its SQL): never admitted."""
+    def admit(self, sql: Any) -> How:
+        """How the statement job keyed ``sql`` may run here (NO: on the worker).  A
+        statement sent with a BEGIN that may wait has a key of its own (not its SQL):
+        never admitted."""
         if self.hooked:
             return NO
         kind = self.kinds.get(sql, NEVER)
         if kind == NEVER:
             return NO
-        took = self.worker._durations.get(sql)
-        if took is None or took >= SHORT:
+        took = self.hist.get(sql)
+        if took is not None and took >= SHORT:
+            self.hist[sql] = took * DECAY
             return NO
         facts = self.facts
         if facts is None or self.worker.lost_transaction:
             return NO
         if kind == READ:
-            return self.budget if facts.lock_free or self.state == LOCKED else NO
+            return self.read if facts.lock_free or self.state == LOCKED else NO
         if kind == WRITE:
             if facts.private:
-                return 0.0  # nobody else can hold a lock; a commit has nothing to sync
+                return RUN  # nobody else can hold a lock; a commit has nothing to sync
             if not facts.lock_free:
                 return NO
             if self.state == LOCKED:
-                return 0.0
+                return RUN
             # The first write of a transaction takes the write lock: here only if it can
             # without waiting, and only if a transaction stays open after it (no commit).
             conn = self.worker.connection
@@ -246,10 +291,63 @@ class Inline:
                 return NOWAIT  # sqlite3 sends BEGIN first: the statement does not commit
             return NO
         if kind == BEGIN:
-            return 0.0
+            return RUN
         if kind == COMMIT:
-            return 0.0 if self.commit_cheap() else NO
+            return RUN if self.commit_cheap() else NO
         return NO
+
+    # -- a Database's members (their jobs carry no kind: the Database says what it sends) --
+
+    def admit_read(self, sql: str) -> How:
+        """How a plain query of a Database may run here (readers are query_only)."""
+        if self.slow(sql):
+            return NO
+        facts = self.facts
+        if facts is None or not facts.lock_free or self._kind(sql) != READ:
+            return NO
+        return self.read
+
+    def admit_own_write(self, sql: str) -> How:
+        """How a Database's autocommit write may run here: BEGIN IMMEDIATE without
+        waiting, the statement with the budget, a COMMIT that neither fsyncs nor
+        checkpoints."""
+        if self.slow(sql):
+            return NO
+        facts = self.facts
+        if facts is None or not facts.lock_free or self._kind(sql) != WRITE:
+            return NO
+        if not facts.private and not self._commit_room(facts, 1):
+            return NO
+        return self.own_write
+
+    def slow(self, sql: str) -> bool:
+        """Whether its history (or hooks) keep this statement off the loop thread now."""
+        if self.hooked:
+            return True
+        took = self.hist.get(sql)
+        if took is not None and took >= SHORT:
+            self.hist[sql] = took * DECAY
+            return True
+        return False
+
+    def _kind(self, sql: str) -> int:
+        """A Database statement's kind from its first keyword (no EXPLAIN: it is not
+        needed to stop a read or an own-transaction write, both abortable)."""
+        kind = self.kinds.get(sql)
+        if kind is None:
+            word = keyword(sql)
+            kind = READ if word in _READS else WRITE if word in _DML else NEVER
+            if kind != NEVER and self.names and any(n in sql.lower() for n in self.names):
+                kind = NEVER
+            if len(self.kinds) >= MAX_KINDS:
+                self.kinds.clear()
+            self.kinds[sql] = kind
+        return kind
+
+    def refresh(self, conn: sqlite3.Connection) -> None:
+        """Worker thread: (re)read the facts of a connection just opened."""
+        self.forget()
+        self.facts = _Facts(conn)
 
     def commit_cheap(self) -> bool:
         """Whether a COMMIT now is quick and lock-free (see the module docstring)."""
@@ -257,13 +355,20 @@ class Inline:
         if state == CLEAN:
             return True  # nothing written: it only ends the transaction
         facts = self.facts
-        if state != LOCKED or facts is None or not facts.commit_free or self.hooked:
+        if state != LOCKED or facts is None or self.hooked:
             return False
-        if facts.autocheckpoint > 0 and facts.shm is not None:
-            # SQLite checkpoints at the commit that takes the WAL past wal_autocheckpoint
-            # frames; a small transaction adds a few frames per statement.
-            frames: int = _MX_FRAME(facts.shm, 16)[0]
-            return frames + 8 * self.tx_writes + 64 < facts.autocheckpoint
+        return self._commit_room(facts, self.tx_writes)
+
+    @staticmethod
+    def _commit_room(facts: _Facts, writes: int) -> bool:
+        """Whether a commit of ``writes`` small statements stays under the automatic
+        checkpoint (SQLite runs it at the commit that takes the WAL past
+        wal_autocheckpoint frames; a small statement adds a few)."""
+        if not facts.commit_free:
+            return False
+        if facts.autocheckpoint > 0 and facts.shm_path:
+            frames = facts.frames()
+            return frames is not None and frames + 8 * writes + 64 < facts.autocheckpoint
         return True
 
     def user_code(self, name: str) -> None:
@@ -330,6 +435,7 @@ class Inline:
     def forget(self) -> None:
         """The schema or the settings may have changed: learn kinds and facts again."""
         self.kinds.clear()
+        self.hist.clear()
         if self.facts is not None:
             self.facts.close()
             self.facts = None

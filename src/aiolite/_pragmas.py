@@ -208,7 +208,9 @@ def connect_member(
         location.target,
         uri=location.uri,
         isolation_level=None,  # aiolite issues BEGIN/COMMIT itself
-        check_same_thread=True,
+        # The worker owns it; the loop thread runs short calls on it while the worker is
+        # idle (adaptive execution: Worker.run_here, under the worker's exec lock).
+        check_same_thread=False,
         cached_statements=256,
     )
     try:

@@ -245,7 +245,7 @@ class Session:
         self.wal_checkpoints_busy = 0
         self._wal_next = 0.0
         self._wal_backoff = 0.0
-        self._commits = 0
+        self.wal_commits = 0  # commits counted toward the next WAL size check
         #: Opens a replacement connection (set by the Database); see settle().
         self.reopen: Optional[Callable[[], sqlite3.Connection]] = None
         #: Connections replaced because a transaction could not be rolled back.
@@ -425,6 +425,8 @@ class Session:
         new = self.reopen()
         self._guard_installed = self._guarded = False
         worker.adopt(new)
+        if worker.inline is not None:
+            worker.inline.refresh(new)
         self.replaced += 1
         self._plans.clear()
         self._schema_version = (-1, -1)
@@ -438,6 +440,9 @@ class Session:
             self._retry_busy(conn, BEGIN)
 
     def commit(self, conn: sqlite3.Connection) -> None:
+        # Never aborted for running over an inline budget (see _inline): once the
+        # statements ran, the transaction commits.
+        self.worker.budget_deadline = None
         # A COMMIT that fails busy (rollback-journal mode, readers still reading) keeps the
         # transaction intact: retrying it is safe.
         if not _attempt(conn, "COMMIT"):
@@ -446,8 +451,8 @@ class Session:
             self.ddl = False
             self.clock.epoch += 1
         if self.wal_limit is not None:
-            self._commits += 1
-            if self._commits % WAL_CHECK_EVERY == 0:
+            self.wal_commits += 1
+            if self.wal_commits % WAL_CHECK_EVERY == 0:
                 self._trim_wal(conn)
 
     def _trim_wal(self, conn: sqlite3.Connection) -> None:
@@ -489,6 +494,8 @@ class Session:
         # SQLite's own busy handler waits up to one slice per attempt (see _pragmas), so
         # this loop never spins; an abort (a cancel) or the deadline ends it.
         worker = self.worker
+        if worker.here:  # on the loop thread, which must not wait: the worker will
+            raise sqlite3.OperationalError(f"database is locked ({sql} on the loop thread)")
         deadline = time.monotonic() + self.busy_timeout
         attempts = 1
         while True:

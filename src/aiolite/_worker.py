@@ -71,8 +71,8 @@ PROGRESS_STEPS = 100_000
 #: its budget.  Nothing else is running then, so the GIL it takes costs nobody.
 INLINE_STEPS = 10_000
 
-#: A run on the loop thread shorter than this leaves the statement's history alone (its
-#: average is under _inline.SHORT, or it would not have run there).
+#: A run on the loop thread shorter than this leaves the statement's history
+#: (Inline.hist) alone, unless it has one: most statements never get one.
 SHORT_HERE = 50e-6
 
 #: How long the exit hook waits for each worker to finish the statement it is running.
@@ -196,6 +196,9 @@ class Worker:
         self.over_budget = False
         self._steps = PROGRESS_STEPS
         self._probed = False
+        #: True while a NOWAIT call runs on the loop thread: a busy retry loop must give
+        #: up at once (the call then moves to the worker) instead of retrying here.
+        self.here = False
         # Plain attributes, read without the lock on every call (a bool read is atomic);
         # written only under _lock.
         #: False once the final job was submitted: no more jobs are taken.
@@ -483,7 +486,7 @@ class Worker:
             state = job.state
             job.state = DONE
             self._running = None
-            self.aborting = False
+            self.aborting = self.expired = False
             aborted = self._aborted and not ok
             release()
             if aborted and job.rollback_if_cancelled:
@@ -517,13 +520,16 @@ class Worker:
         except Exception:  # learning failed (a busy schema read): ask again later
             inline.forget()
 
-    def run_here(self, fn: JobFn, args: tuple[Any, ...], key: Any, stmt: Any, budget: float) -> Any:
+    def run_here(
+        self, fn: JobFn, args: tuple[Any, ...], key: Any, stmt: Any, how: tuple[float, bool]
+    ) -> Any:
         """Loop thread: run ``fn(connection, *args)`` now on this thread, if the worker is
         idle and nothing is queued; its value (or its exception, raised), or NOT_HERE to
         send it to the worker instead.  ``key`` and ``stmt`` are as the Job's would be.
 
-        With a ``budget`` (seconds, > 0), SQLite aborts the statement once it has run that
-        long: it then goes to the worker (NOT_HERE).  Without one it runs to the end.
+        ``how`` is ``(budget, nowait)`` (see _inline.How): with a budget (seconds, > 0),
+        SQLite aborts the statement once it has run that long, and with nowait, once it
+        finds the database locked: it then goes to the worker (NOT_HERE).
         """
         if self._tickets or not self._exec.acquire(False):
             return NOT_HERE
@@ -534,8 +540,9 @@ class Worker:
                 return NOT_HERE
             if not self._probed and not self._probe(conn):
                 return NOT_HERE
-            if budget < 0:  # NOWAIT: the first write of a transaction, if nobody writes
-                return self._run_nowait(conn, fn, args, key, stmt)
+            budget, nowait = how
+            if nowait:  # the first write of a transaction, if nobody else writes
+                return self._run_nowait(conn, fn, args, key, stmt, budget)
             started = perf_counter()
             if budget > 0:
                 if self._steps != INLINE_STEPS:
@@ -549,11 +556,14 @@ class Worker:
                 raise
             took = perf_counter() - started
             self.budget_deadline = None
-            if took >= SHORT_HERE:  # only a slow run can change the verdict: it counts
-                durations = self._durations
-                durations[key] = durations.get(key, 0.0) * 0.75 + took * 0.25
             inline = self.inline
             if inline is not None:
+                hist = inline.hist
+                old = hist.get(key)
+                if old is not None or took >= SHORT_HERE:
+                    # From 0: one slow run (a first one, that prepares the statement)
+                    # counts as one sample, not as the statement's whole history.
+                    hist[key] = (old or 0.0) * 0.75 + took * 0.25
                 # Inline.ran, its short path written out: reads change nothing it
                 # tracks, and a write here is inside a transaction holding the lock.
                 inline.calls += 1
@@ -567,7 +577,13 @@ class Worker:
             self._exec.release()
 
     def _run_nowait(
-        self, conn: sqlite3.Connection, fn: JobFn, args: tuple[Any, ...], key: Any, stmt: Any
+        self,
+        conn: sqlite3.Connection,
+        fn: JobFn,
+        args: tuple[Any, ...],
+        key: Any,
+        stmt: Any,
+        budget: float,
     ) -> Any:
         """run_here's body for a write that must take the write lock: with SQLite's busy
         timeout at 0, so that a database another connection writes to fails at once
@@ -575,18 +591,30 @@ class Worker:
         inline = self.inline
         assert inline is not None
         inline.nowait(conn, True)
+        self.here = True
+        started = perf_counter()
+        if budget > 0:
+            if self._steps != INLINE_STEPS:
+                self._set_steps(conn, INLINE_STEPS)
+            self.budget_deadline = started + budget
         try:
             try:
                 value = fn(conn, *args)
             except BaseException as exc:
-                traceback.clear_frames(exc.__traceback__)
-                self._learn(inline, stmt, False)
+                if self._failed_here(key, stmt, exc, started):
+                    return NOT_HERE
                 if is_busy(exc):
                     inline.busy += 1
                     return NOT_HERE
                 raise
         finally:
+            self.here = False
+            self.budget_deadline = None
             inline.nowait(conn, False)
+        took = perf_counter() - started
+        old = inline.hist.get(key)
+        if old is not None or took >= SHORT_HERE:
+            inline.hist[key] = (old or 0.0) * 0.75 + took * 0.25
         inline.calls += 1
         self._learn(inline, stmt, True)
         return value
@@ -595,12 +623,13 @@ class Worker:
         """A call run on the loop thread raised: learn from it.  True if it was aborted
         for running over its budget: it then goes to the worker."""
         self.budget_deadline = None
+        self.expired = False  # the job's own time limit, if any, was reported by the job
         traceback.clear_frames(exc.__traceback__)  # its cursors die now, holding conn
         inline = self.inline
         if self.over_budget:
             self.over_budget = False
-            self._durations[key] = perf_counter() - started  # long: not here again
             if inline is not None:
+                inline.hist[key] = perf_counter() - started  # long: not here for a while
                 inline.moved += 1
             return True
         if inline is not None:

@@ -36,7 +36,8 @@ from collections.abc import Generator
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Optional
 
-from .._inline import NO, YIELD_EVERY
+from .._closing import DONE
+from .._inline import YIELD_EVERY
 from .._worker import NOT_HERE, Aborted, statement_job
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ class Ready:
 
 
 class _Turn:
-    """A call that may run on the loop thread, after giving the loop one turn first.
+    """A connect() statement that may run on the loop thread, after one loop turn first.
 
     A task that keeps running calls here never suspends, so now and then it yields: the
     other tasks, timers and I/O get their turn.  Cancelled at that yield, the call never
@@ -268,12 +269,25 @@ class _Turn:
         waker, worker, job = self._waker, self._worker, self._job
         waker.mark = perf_counter()
         inline = worker.inline
-        budget = NO if inline is None else inline.admit(job.key)
-        if budget != NO:
-            value = worker.run_here(job.fn, job.args, job.key, job.stmt, budget)
+        how = None if inline is None else inline.admit(job.key)
+        if how is not None:
+            value = worker.run_here(job.fn, job.args, job.key, job.stmt, how)
             if value is not NOT_HERE:
                 return value
         return (yield from waker.wait(worker, job).__await__())
+
+
+class _Pause:
+    """One loop turn (a bare yield), for ``turn()``."""
+
+    __slots__ = ("_waker",)
+
+    def __init__(self, waker: _AsyncioWaker) -> None:
+        self._waker = waker
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield
+        self._waker.mark = perf_counter()
 
 
 _Outcome = tuple[Waiter, bool, Any]
@@ -342,20 +356,32 @@ class _AsyncioWaker:
         args: tuple[Any, ...],
         key: Any,
         stmt: Any,
-        budget: float,
+        how: tuple[float, bool],
         job: Optional[Job] = None,
     ) -> Any:
         """Loop thread: run an admitted call here if the worker is idle, else as ``job``
         there (by default a statement job: see statement_job)."""
-        if job is None and perf_counter() - self.mark < YIELD_EVERY:
-            value = worker.run_here(fn, args, key, stmt, budget)  # raises what fn raised
+        if perf_counter() - self.mark < YIELD_EVERY:
+            value = worker.run_here(fn, args, key, stmt, how)  # raises what fn raised
             if value is not NOT_HERE:
                 return Ready(value)
+            return self.wait(worker, statement_job(fn, args, key, stmt) if job is None else job)
         if job is None:
             job = statement_job(fn, args, key, stmt)
-        if perf_counter() - self.mark >= YIELD_EVERY:
-            return _Turn(self, worker, job)
-        value = worker.run_here(fn, args, key, stmt, budget)
+        return _Turn(self, worker, job)
+
+    def turn(self) -> Any:
+        """Give the loop a turn if a task ran calls on the loop thread for YIELD_EVERY."""
+        if perf_counter() - self.mark < YIELD_EVERY:
+            return DONE
+        return _Pause(self)
+
+    def here(
+        self, worker: Worker, fn: Any, args: tuple[Any, ...], how: tuple[float, bool], job: Job
+    ) -> Any:
+        """Run an admitted call on this thread now if the worker is idle, else ``job`` on
+        the worker; never yields first (the caller took its ``turn()`` before deciding)."""
+        value = worker.run_here(fn, args, job.key, None, how)  # raises what fn raised
         if value is NOT_HERE:
             return self.wait(worker, job)
         return Ready(value)

@@ -41,12 +41,29 @@ class Waker(Protocol):
         args: tuple[Any, ...],
         key: Any,
         stmt: Any,
-        budget: float,
+        how: tuple[float, bool],
         job: Optional[Job] = None,
     ) -> Awaitable[Any]:
         """Loop thread: run ``fn(connection, *args)``, admitted by ``worker.inline``, on
-        this thread if the worker is idle (with ``budget``, see _inline); else submit
-        ``job`` (default: the statement job of these arguments) as ``wait`` does."""
+        this thread if the worker is idle (``how``: see _inline.How); else submit
+        ``job`` (default: the statement job of these arguments) as ``wait`` does.  Every
+        YIELD_EVERY seconds of such calls it first gives the loop a turn, then admits the
+        call again (``worker.inline.admit``: things may have changed meanwhile)."""
+
+    def turn(self) -> Awaitable[None]:
+        """Loop thread: a loop turn if one is due (trio: also a cancellation checkpoint).
+        For callers that decide where a call runs only after it: a Database."""
+
+    def here(
+        self,
+        worker: Worker,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        how: tuple[float, bool],
+        job: Job,
+    ) -> Awaitable[Any]:
+        """Loop thread: run ``fn(connection, *args)`` on this thread now, if the worker is
+        idle, else submit ``job``; never yields before (see ``turn``)."""
 
     def wait(self, worker: Worker, job: Job) -> Awaitable[Any]:
         """Loop thread: submit ``job`` to ``worker``; await the result for its outcome.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import outcome
 import trio
 
-from .._inline import NO, YIELD_EVERY
+from .._inline import YIELD_EVERY
 from .._worker import NOT_HERE, Aborted, statement_job
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class TrioWaker:
         args: tuple[Any, ...],
         key: Any,
         stmt: Any,
-        budget: float,
+        how: tuple[float, bool],
         job: Optional[Job] = None,
     ) -> Any:
         """Run an admitted ``job`` on this thread if the worker is idle, else there.
@@ -85,10 +85,28 @@ class TrioWaker:
             await trio.lowlevel.checkpoint()
             self.mark = perf_counter()
             inline = worker.inline
-            budget = NO if inline is None else inline.admit(key)
-            if budget == NO:
+            again = None if inline is None else inline.admit(key)
+            if again is None:
                 return await self.wait(worker, job)
-        value = worker.run_here(fn, args, key, stmt, budget)  # raises what fn raised
+            how = again
+        value = worker.run_here(fn, args, key, stmt, how)  # raises what fn raised
+        if value is NOT_HERE:
+            return await self.wait(worker, job)
+        return value
+
+    async def turn(self) -> None:
+        """A checkpoint for cancellation; a loop turn if calls ran here for YIELD_EVERY."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if perf_counter() - self.mark >= YIELD_EVERY:
+            await trio.lowlevel.checkpoint()
+            self.mark = perf_counter()
+
+    async def here(
+        self, worker: Worker, fn: Any, args: tuple[Any, ...], how: tuple[float, bool], job: Job
+    ) -> Any:
+        """Run an admitted call on this thread now if the worker is idle, else ``job``
+        (the caller took its ``turn()`` before deciding)."""
+        value = worker.run_here(fn, args, job.key, None, how)  # raises what fn raised
         if value is NOT_HERE:
             return await self.wait(worker, job)
         return value
