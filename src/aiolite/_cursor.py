@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ._closing import DONE, Closing
-from ._inline import LOCKED, SCRIPT
+from ._inline import LOCKED, MANY, SCRIPT
 from ._types import Parameters, RowFactory
 from ._worker import Job
 
@@ -254,7 +254,7 @@ class Cursor(Closing, _Results):
 
         ``begin``: as for :meth:`execute`.
         """
-        stmt = (sql, SCRIPT)
+        stmt = (sql, MANY)
         if begin is None:
             await self._stmt(stmt, run_executemany, sql, parameters)
         else:

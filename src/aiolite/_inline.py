@@ -53,6 +53,7 @@ __all__ = [
     "NOWAIT",
     "RUN",
     "How",
+    "MANY",
     "SCRIPT",
     "SHORT",
     "YIELD_EVERY",
@@ -101,7 +102,8 @@ _UNBOUNDED = frozenset(
     {"Next", "Prev", "SorterNext", "VNext", "VFilter", "VUpdate", "Program", "RowSetRead"}
 )
 _MX_FRAME = struct.Struct("=I").unpack_from  # WalIndexHdr.mxFrame, at byte 16 of the -shm
-_SCRIPT = object()  # Job.stmt params of executemany/executescript
+_SCRIPT = object()  # Job.stmt params of executescript
+_MANY = object()  # and of executemany
 
 
 def budget_of(inline: Any) -> Optional[float]:
@@ -397,8 +399,9 @@ class Inline:
                 self.state = UNKNOWN
             return
         sql, params = stmt
-        if params is _SCRIPT:  # executemany/executescript: may be anything
-            self.forget()
+        if params is _SCRIPT or params is _MANY:  # what they did is not learned
+            if params is _SCRIPT:  # a script may change the schema or the settings
+                self.forget()
             if in_tx:
                 self.state = LOCKED if ok and self.state == LOCKED else UNKNOWN
                 self.tx_writes += 1_000
@@ -441,5 +444,6 @@ class Inline:
             self.facts = None
 
 
-#: ``Job.stmt`` parameters of executemany/executescript: what they do is not learned.
+#: ``Job.stmt`` parameters of executescript and executemany: what they do is not learned.
 SCRIPT = _SCRIPT
+MANY = _MANY

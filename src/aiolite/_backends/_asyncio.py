@@ -265,9 +265,11 @@ class _Turn:
         self._job = job
 
     def __await__(self) -> Generator[Any, None, Any]:
-        yield  # a bare yield: the Task is scheduled again after one loop iteration
         waker, worker, job = self._waker, self._worker, self._job
-        waker.mark = perf_counter()
+        while True:
+            yield from _one_turn()
+            if waker.spend():
+                break
         inline = worker.inline
         how = None if inline is None else inline.admit(job.key)
         if how is not None:
@@ -277,8 +279,19 @@ class _Turn:
         return (yield from waker.wait(worker, job).__await__())
 
 
+def _one_turn() -> Generator[None, None, None]:
+    """Let the loop run everything else that is ready, timers and I/O included.
+
+    A bare yield reschedules the task at the end of the ready queue, but the loop adds the
+    timers and I/O callbacks that came due *after* it: yielding once more lets those run
+    before the task goes on.
+    """
+    yield
+    yield
+
+
 class _Pause:
-    """One loop turn (a bare yield), for ``turn()``."""
+    """A loop turn, for ``turn()``."""
 
     __slots__ = ("_waker",)
 
@@ -286,20 +299,23 @@ class _Pause:
         self._waker = waker
 
     def __await__(self) -> Generator[Any, None, None]:
-        yield
-        self._waker.mark = perf_counter()
+        yield from _one_turn()
+        while not self._waker.spend():
+            yield from _one_turn()
 
 
 _Outcome = tuple[Waiter, bool, Any]
 
 
 class _AsyncioWaker:
-    __slots__ = ("__weakref__", "_loop", "_pending", "_rfd", "_scheduled", "mark")
+    __slots__ = ("__weakref__", "_loop", "_pending", "_rfd", "_scheduled", "mark", "marked")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
-        #: When a call run on the loop thread last gave the loop a turn (perf_counter).
+        #: When calls began running on the loop thread in this loop iteration, if they did
+        #: (``marked``): all tasks of the loop share one YIELD_EVERY per iteration.
         self.mark = 0.0
+        self.marked = False
         self._pending: deque[_Outcome] = deque()
         self._scheduled = False
         self._rfd: int | None = None  # FdWaker's signal, read by _drain
@@ -361,7 +377,7 @@ class _AsyncioWaker:
     ) -> Any:
         """Loop thread: run an admitted call here if the worker is idle, else as ``job``
         there (by default a statement job: see statement_job)."""
-        if perf_counter() - self.mark < YIELD_EVERY:
+        if self.spend():
             value = worker.run_here(fn, args, key, stmt, how)  # raises what fn raised
             if value is not NOT_HERE:
                 return Ready(value)
@@ -370,9 +386,28 @@ class _AsyncioWaker:
             job = statement_job(fn, args, key, stmt)
         return _Turn(self, worker, job)
 
+    def spend(self) -> bool:
+        """Whether a call may run on the loop thread now: False once calls have run here
+        for YIELD_EVERY in this loop iteration (the task must give the loop a turn).
+
+        The first call of an iteration starts the clock and schedules ``_unmark``, which
+        the loop runs at its next iteration, after it polled timers and I/O."""
+        if not self.marked:
+            loop = self._loop()
+            if loop is None:
+                return False
+            loop.call_soon(self._unmark)
+            self.marked = True
+            self.mark = perf_counter()
+            return True
+        return perf_counter() - self.mark < YIELD_EVERY
+
+    def _unmark(self) -> None:
+        self.marked = False
+
     def turn(self) -> Any:
-        """Give the loop a turn if a task ran calls on the loop thread for YIELD_EVERY."""
-        if perf_counter() - self.mark < YIELD_EVERY:
+        """Give the loop a turn if calls ran on the loop thread for YIELD_EVERY already."""
+        if self.spend():
             return DONE
         return _Pause(self)
 

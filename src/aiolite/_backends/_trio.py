@@ -24,11 +24,13 @@ current_token = trio.lowlevel.current_trio_token
 
 
 class TrioWaker:
-    __slots__ = ("_pending", "_scheduled", "_token", "mark")
+    __slots__ = ("_pending", "_scheduled", "_token", "mark", "marked")
 
     def __init__(self, token: trio.lowlevel.TrioToken) -> None:
         self._token = token
-        self.mark = 0.0  # when a call run on the loop thread last gave the loop a turn
+        # When calls began running on this thread in this scheduling batch (see spend).
+        self.mark = 0.0
+        self.marked = False
         self._pending: deque[tuple[trio.lowlevel.Task, bool, Any]] = deque()
         self._scheduled = False
 
@@ -81,9 +83,8 @@ class TrioWaker:
         await trio.lowlevel.checkpoint_if_cancelled()
         if job is None:
             job = statement_job(fn, args, key, stmt)
-        if perf_counter() - self.mark >= YIELD_EVERY:
-            await trio.lowlevel.checkpoint()
-            self.mark = perf_counter()
+        if not self.spend():
+            await self._pause()
             inline = worker.inline
             again = None if inline is None else inline.admit(key)
             if again is None:
@@ -97,9 +98,29 @@ class TrioWaker:
     async def turn(self) -> None:
         """A checkpoint for cancellation; a loop turn if calls ran here for YIELD_EVERY."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        if perf_counter() - self.mark >= YIELD_EVERY:
-            await trio.lowlevel.checkpoint()
+        if not self.spend():
+            await self._pause()
+
+    def spend(self) -> bool:
+        """Whether a call may run on this thread now: False once calls ran here for
+        YIELD_EVERY since the run last polled I/O and timers (all tasks share it)."""
+        if not self.marked:
+            try:
+                self._token.run_sync_soon(self._unmark)  # runs after the next I/O poll
+            except trio.RunFinishedError:
+                return False
+            self.marked = True
             self.mark = perf_counter()
+            return True
+        return perf_counter() - self.mark < YIELD_EVERY
+
+    def _unmark(self) -> None:
+        self.marked = False
+
+    async def _pause(self) -> None:
+        await trio.lowlevel.checkpoint()
+        while not self.spend():
+            await trio.lowlevel.checkpoint()
 
     async def here(
         self, worker: Worker, fn: Any, args: tuple[Any, ...], how: tuple[float, bool], job: Job

@@ -1,0 +1,396 @@
+"""Adaptive execution: short statements run on the loop thread, the loop never stalls.
+
+Each test checks one promise of docs/design.md#adaptive-execution and fails without it:
+where a call ran (statistics, thread idents), that results stay right when a call moves,
+that writes in a user's transaction are never interrupted, that locks are never waited
+for on the loop, that a busy task lets others run, and that trio still checkpoints.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import aiolite
+
+pytestmark = pytest.mark.anyio
+
+SELECT = "SELECT id, v FROM t WHERE id = ?"
+INSERT = "INSERT INTO t(v) VALUES (?)"
+
+
+async def _setup(db: aiolite.Connection, rows: int = 100) -> None:
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=NORMAL")
+    await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+    await db.executemany("INSERT INTO t(v) VALUES (?)", [(i,) for i in range(rows)])
+    await db.commit()
+
+
+def _calls(db: Any) -> tuple[int, int]:
+    s = db.statistics()
+    return s.round_trips, s.inline_calls
+
+
+async def test_short_reads_run_on_the_loop_thread(db_path: Path) -> None:
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)
+        await db.execute_fetchall(SELECT, (1,))  # first run: on the worker, which learns it
+        trips, inline = _calls(db)
+        for i in range(200):
+            async with db.execute(SELECT, (i % 100 + 1,)) as cur:
+                assert await cur.fetchone() == (i % 100 + 1, i % 100)
+        trips2, inline2 = _calls(db)
+        # Most: a run slowed by a GC pause or a busy machine sends the next few to the
+        # worker until its history has decayed (see _inline.DECAY).
+        assert inline2 - inline >= 150
+        assert (trips2 - trips) + (inline2 - inline) == 200
+
+
+async def test_inline_false_sends_everything_to_the_worker(db_path: Path) -> None:
+    async with aiolite.connect(db_path, inline=False) as db:
+        await _setup(db)
+        for i in range(50):
+            async with db.execute(SELECT, (i + 1,)) as cur:
+                assert (await cur.fetchone())[0] == i + 1
+        trips, inline = _calls(db)
+        assert inline == 0
+        assert trips >= 50
+
+
+def test_inline_argument_is_checked(db_path: Path) -> None:
+    for bad in ("yes", -1, 0):
+        with pytest.raises(ValueError, match="inline must be True, False or a budget"):
+            aiolite.connect(db_path, inline=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="inline must be"):
+        aiolite.open(db_path, inline="fast")  # type: ignore[arg-type]
+
+
+async def test_a_read_over_its_budget_moves_to_the_worker_with_the_right_rows(
+    db_path: Path,
+) -> None:
+    """Fast 300 times, then the table grows: the run on the loop thread is aborted at the
+    budget and the worker returns the right answer; later runs go to the worker."""
+    query = "SELECT count(*), sum(v) FROM t WHERE v % 3 = 0"
+    async with aiolite.connect(db_path, inline=0.002) as db:
+        await _setup(db, rows=30)
+        for _ in range(300):
+            async with db.execute(query) as cur:
+                assert await cur.fetchone() == (10, sum(range(0, 30, 3)))
+        assert db.statistics().inline_moved == 0
+        n = 400_000
+        await db.executemany("INSERT INTO t(v) VALUES (?)", [(i,) for i in range(30, n)])
+        await db.commit()
+        started = time.perf_counter()
+        async with db.execute(query) as cur:
+            row = await cur.fetchone()
+        assert row == (len(range(0, n, 3)), sum(range(0, n, 3)))
+        assert db.statistics().inline_moved == 1
+        trips = db.statistics().round_trips
+        async with db.execute(query) as cur:
+            assert await cur.fetchone() == row
+        assert db.statistics().round_trips == trips + 1  # now on the worker
+        assert db.statistics().inline_moved == 1
+        assert time.perf_counter() - started < 10
+
+
+async def test_a_write_in_a_transaction_is_never_interrupted(db_path: Path) -> None:
+    """With a budget far too small for it, a bounded write inside a transaction (one
+    INSERT of 5,000 rows: no loop, but tens of thousands of VM instructions, so the
+    progress handler does run) still runs to the end on the loop thread: interrupting it
+    would roll back the whole transaction (SQLite's rule), so the budget never applies."""
+    rows = 5000
+    many = "INSERT INTO t(v) VALUES " + ",".join(["(?)"] * rows)
+    async with aiolite.connect(db_path, inline=1e-7) as db:
+        await _setup(db, rows=0)
+        await db.execute(many, list(range(rows)))  # learned on the worker; tx holds the lock
+        _, inline = _calls(db)
+        await db.execute(many, list(range(rows)))
+        assert _calls(db)[1] == inline + 1  # it ran on the loop thread...
+        assert db.statistics().inline_moved == 0  # ...and was not stopped
+        assert db.in_transaction
+        for _ in range(10):  # now known to be slow: mostly on the worker; none interrupted
+            await db.execute(many, list(range(rows)))
+        assert db.statistics().inline_moved == 0
+        await db.commit()
+        async with db.execute("SELECT count(*), sum(v) FROM t") as cur:
+            assert await cur.fetchone() == (12 * rows, 12 * sum(range(rows)))
+
+
+def _hold_write_lock(path: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """Another process takes the write lock, holds it ``seconds``, then commits."""
+    code = (
+        "import sqlite3, sys, time\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True)\n"
+        f"time.sleep({seconds}); c.execute('COMMIT')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"locked\n"
+    proc.stdout.close()
+    return proc
+
+
+async def _longest_gap_while(work: Any) -> tuple[Any, float]:
+    """Run ``work()`` while a ticker task sleeps 1 ms at a time; the longest gap seen."""
+    gap = 0.0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal gap
+        last = time.perf_counter()
+        while not done:
+            await anyio.sleep(0.001)
+            now = time.perf_counter()
+            gap = max(gap, now - last)
+            last = now
+
+    result: list[Any] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.sleep(0.005)
+        result.append(await work())
+        done = True
+    return result[0], gap
+
+
+async def test_a_busy_database_never_blocks_the_loop(db_path: Path) -> None:
+    """Another process holds the write lock: the first write of a transaction, admitted
+    to run here, finds the database busy at once (busy timeout 0 for the call) and moves
+    to the worker, which waits; the loop keeps running meanwhile."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)
+        for _ in range(3):  # learned: a short write; its transactions start here
+            await db.execute(INSERT, (1,))
+            await db.commit()
+        assert db.statistics().inline_calls >= 2
+        holder = _hold_write_lock(db_path, 0.6)
+        try:
+
+            async def write() -> int:
+                started = time.perf_counter()
+                await db.execute(INSERT, (-2,))
+                await db.commit()
+                assert time.perf_counter() - started >= 0.3  # it did wait, on the worker
+                return db._worker.inline.busy  # type: ignore[union-attr]
+
+            busy, gap = await _longest_gap_while(write)
+        finally:
+            holder.wait(10)
+        assert busy >= 1
+        assert gap < 0.25, f"the loop stalled {gap:.3f} s"
+        async with db.execute("SELECT count(*) FROM t WHERE v = -2") as cur:
+            assert await cur.fetchone() == (1,)
+
+
+async def test_a_database_writer_never_waits_on_the_loop(db_path: Path) -> None:
+    async with aiolite.open(db_path) as db:
+        await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+        for i in range(3):
+            await db.execute(INSERT, (i,))
+        assert db.statistics().inline_calls >= 2
+        holder = _hold_write_lock(db_path, 0.6)
+        try:
+
+            async def write() -> Any:
+                return await db.execute(INSERT, (9,))
+
+            result, gap = await _longest_gap_while(write)
+        finally:
+            holder.wait(10)
+        assert result.rowcount == 1
+        assert gap < 0.25, f"the loop stalled {gap:.3f} s"
+        assert await db.fetchval("SELECT count(*) FROM t") == 4
+
+
+async def test_a_tight_loop_of_inline_calls_lets_other_tasks_run(db_path: Path) -> None:
+    """The task never suspends on its own (every call runs here), yet a ticker keeps
+    getting turns: the calls give the loop one at least every millisecond or so."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)
+        await db.execute_fetchall(SELECT, (1,))
+        ticks = 0
+        done = False
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done:
+                await anyio.lowlevel.checkpoint()
+                ticks += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            await anyio.lowlevel.checkpoint()
+            started = time.perf_counter()
+            _, inline = _calls(db)
+            n = 0
+            while time.perf_counter() - started < 0.3:
+                async with db.execute(SELECT, (n % 100 + 1,)) as cur:
+                    await cur.fetchone()
+                n += 1
+            done = True
+        assert _calls(db)[1] - inline >= n * 0.9  # they did run on the loop thread
+        assert ticks >= 60, f"the ticker ran {ticks} times in 0.3 s of inline calls"
+
+
+async def test_calls_run_in_the_order_they_were_made(db_path: Path) -> None:
+    """A queued job (a setting, a posted close) runs before a later call that could run
+    here: nothing overtakes what was queued before it."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)
+        await db.execute_fetchall(SELECT, (1,))
+        for i in range(50):
+            db.row_factory = sqlite3.Row if i % 2 else None
+            async with db.execute(SELECT, (i + 1,)) as cur:
+                row = await cur.fetchone()
+            assert isinstance(row, sqlite3.Row) == bool(i % 2)
+            assert tuple(row) == (i + 1, i)
+
+
+async def test_user_functions_and_hooks_keep_statements_on_the_worker(db_path: Path) -> None:
+    seen: list[int] = []
+    traced: list[str] = []
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)
+
+        def double(x: int) -> int:
+            seen.append(threading.get_ident())
+            return 2 * x
+
+        await db.create_function("double", 1, double)
+        for i in range(20):
+            async with db.execute("SELECT double(v) FROM t WHERE id = ?", (i + 1,)) as cur:
+                assert await cur.fetchone() == (2 * i,)
+        assert set(seen) == {db._thread.ident}  # the function ran on the worker, always
+        assert threading.get_ident() not in seen
+        await db.set_trace_callback(traced.append)
+        _, inline = _calls(db)
+        for i in range(10):
+            async with db.execute(SELECT, (i + 1,)) as cur:
+                await cur.fetchone()
+        assert _calls(db)[1] == inline  # nothing ran here while a trace callback is set
+        # The trace shows exactly the user's statements (with their values bound, on the
+        # Pythons whose sqlite3 expands them), no EXPLAIN of ours.
+        assert len(traced) == 10
+        assert all(t.startswith("SELECT id, v FROM t WHERE id = ") for t in traced)
+        await db.set_trace_callback(None)
+
+
+async def test_a_connection_that_keeps_its_thread_check_runs_on_the_worker(
+    db_path: Path,
+) -> None:
+    async with aiolite.connect(db_path, check_same_thread=True) as db:
+        await _setup(db)
+        for i in range(30):
+            async with db.execute(SELECT, (i + 1,)) as cur:
+                assert await cur.fetchone() == (i + 1, i)
+        assert _calls(db)[1] == 0
+    raw = aiolite.Connection(lambda: sqlite3.connect(db_path))  # aiosqlite's constructor
+    async with raw as db:
+        for i in range(30):
+            async with db.execute(SELECT, (i + 1,)) as cur:
+                assert await cur.fetchone() == (i + 1, i)
+        assert _calls(db)[1] == 0
+
+
+async def test_commit_stays_off_the_loop_when_it_may_fsync(db_path: Path) -> None:
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)
+        await db.execute("PRAGMA synchronous=FULL")
+        for i in range(30):
+            await db.execute(INSERT, (i,))
+            trips = db.statistics().round_trips
+            await db.commit()
+            assert db.statistics().round_trips == trips + 1  # every commit: on the worker
+        await db.execute("PRAGMA synchronous=NORMAL")
+        for i in range(30):
+            await db.execute(INSERT, (i,))
+            await db.commit()
+        assert db.statistics().round_trips < trips + 20  # now mostly on the loop thread
+
+
+async def test_cancellation_lands_at_the_next_call(db_path: Path) -> None:
+    """A cancelled scope stops the task at its next call, before the call runs, even when
+    the call would run on the loop thread (trio: a checkpoint; asyncio: at the next
+    suspension, which a loop of calls reaches within a millisecond or so)."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db, rows=0)
+        await db.execute(INSERT, (0,))  # the transaction holds the lock: inserts run here
+        n = 0
+        with anyio.CancelScope() as scope:
+            while True:
+                if n == 100:
+                    scope.cancel()
+                await db.execute(INSERT, (n,))
+                n += 1
+        assert 100 <= n < 100_000
+        assert scope.cancelled_caught
+        await db.commit()
+        async with db.execute("SELECT count(*) FROM t") as cur:
+            assert await cur.fetchone() == (n + 1,)  # every insert that returned, no other
+        if _backend_is_trio():
+            assert n == 100  # trio: the very next call
+
+
+def _backend_is_trio() -> bool:
+    try:
+        import sniffio
+
+        return sniffio.current_async_library() == "trio"
+    except Exception:
+        return False
+
+
+async def test_seeded_random_mix_matches_a_worker_only_run(db_path: Path, tmp_path: Path) -> None:
+    """The same seeded mix of reads, writes, commits, rollbacks, explicit BEGINs and
+    errors (constraint violations, nested BEGIN), with and without adaptive execution:
+    identical results and identical final tables."""
+
+    async def mix(path: Path, inline: bool) -> list[Any]:
+        rng = random.Random(4242)
+        out: list[Any] = []
+        async with aiolite.connect(path, inline=inline) as db:
+            await _setup(db, rows=20)
+            await db.execute("CREATE UNIQUE INDEX tv ON t(v)")
+            for step in range(1500):
+                op = rng.random()
+                try:
+                    if op < 0.35:
+                        async with db.execute(SELECT, (rng.randint(1, 40),)) as cur:
+                            out.append(await cur.fetchone())
+                    elif op < 0.6:
+                        cur = await db.execute(INSERT, (rng.randint(0, 3000),))
+                        out.append(cur.rowcount)
+                    elif op < 0.7:
+                        await db.commit()
+                    elif op < 0.75:
+                        await db.rollback()
+                    elif op < 0.85:
+                        await db.execute("UPDATE t SET v = v + 10000 WHERE id = ?", (step,))
+                    elif op < 0.9:
+                        await db.execute("BEGIN")
+                    else:
+                        out.append(await db.execute_fetchall("SELECT count(*) FROM t"))
+                except sqlite3.Error as exc:
+                    out.append(type(exc).__name__)
+            await db.commit()
+            out.append(await db.execute_fetchall("SELECT id, v FROM t ORDER BY id"))
+            if inline:
+                out.append(db.statistics().inline_calls > 500)
+        return out
+
+    a = await mix(tmp_path / "a.db", inline=True)
+    b = await mix(tmp_path / "b.db", inline=False)
+    assert a[-1] is True  # most calls did run on the loop thread
+    assert a[:-1] == b
