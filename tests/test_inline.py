@@ -8,6 +8,7 @@ for on the loop, that a busy task lets others run, and that trio still checkpoin
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import subprocess
@@ -394,3 +395,38 @@ async def test_seeded_random_mix_matches_a_worker_only_run(db_path: Path, tmp_pa
     b = await mix(tmp_path / "b.db", inline=False)
     assert a[-1] is True  # most calls did run on the loop thread
     assert a[:-1] == b
+
+
+async def test_a_database_writer_checkpoints_off_the_loop(db_path: Path) -> None:
+    """Commits that run on the loop thread never checkpoint: the writer runs SQLite's
+    automatic checkpoints itself, after commits, and the WAL stays as small as SQLite
+    would keep it."""
+    async with aiolite.open(db_path) as db:
+        await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+        assert await db.fetchval("PRAGMA wal_autocheckpoint") == 1000  # a reader: as set
+        for _ in range(6000):
+            await db.execute(INSERT, ("x" * 200,))
+        stats = db.statistics()
+        assert stats.inline_calls > 5000
+        assert db._writer.session.auto_checkpoints >= 3
+        page = await db.fetchval("PRAGMA page_size")
+        wal = Path(f"{db_path}-wal")
+        assert os.stat(wal).st_size < 3 * 1000 * (page + 24)
+        assert await db.fetchval("SELECT count(*) FROM t") == 6000
+
+
+async def test_connect_commits_that_may_checkpoint_run_on_the_worker(db_path: Path) -> None:
+    """Once the WAL file is as big as wal_autocheckpoint frames, a COMMIT could run the
+    checkpoint: it goes to the worker; with a small WAL it runs on the loop thread."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db, rows=0)
+        await db.execute("PRAGMA wal_autocheckpoint=300")
+        on_worker = 0
+        for _ in range(400):
+            await db.execute(INSERT, ("y" * 3000,))  # about a page per row
+            trips = db.statistics().round_trips
+            await db.commit()
+            on_worker += db.statistics().round_trips - trips
+        assert 20 < on_worker < 400  # some here (early, small WAL), the rest on the worker
+        async with db.execute("SELECT count(*) FROM t") as cur:
+            assert await cur.fetchone() == (400,)

@@ -45,18 +45,17 @@ Rows = Union[list[Any], deque[Any], tuple[()]]
 class _Results:
     """Rows and metadata of the last statement; written by the worker, read by the loop.
 
-    A Cursor is one itself (one object less per execute); a RowStream holds one.
+    A Cursor is one itself (one object less per execute); a RowStream holds one.  The
+    defaults are class attributes: a new cursor sets none of them, the statement that
+    runs on it sets them all.
     """
 
-    __slots__ = ("_description", "_lastrowid", "_raw", "_rowcount", "_rows")
-
-    def __init__(self) -> None:
-        self._rows: Rows = ()
-        #: The sqlite3 cursor while it still has unread rows; None once exhausted.
-        self._raw: Optional[sqlite3.Cursor] = None
-        self._description: Any = None
-        self._rowcount = -1
-        self._lastrowid: Optional[int] = None
+    _rows: Rows = ()
+    #: The sqlite3 cursor while it still has unread rows; None once exhausted.
+    _raw: Optional[sqlite3.Cursor] = None
+    _description: Any = None
+    _rowcount = -1
+    _lastrowid: Optional[int] = None
 
 
 # ---- worker side: these run on the connection's thread -----------------------------------
@@ -128,8 +127,14 @@ def run_execute(
     res._description = description = cur.description
     res._rowcount = cur.rowcount
     res._lastrowid = cur.lastrowid
-    if description is not None:
-        _read(res, cur, prefetch)
+    if description is not None:  # _read, for a buffer known to be empty
+        rows = cur.fetchmany(prefetch)
+        rows.reverse()
+        if len(rows) < prefetch:  # the statement is over: SQLite already reset it
+            res._rows = rows
+        else:
+            res._rows = deque(rows)
+            res._raw = cur
     return res
 
 
@@ -205,14 +210,8 @@ class Cursor(Closing, _Results):
     _chunk = 0
 
     def __init__(self, conn: Connection) -> None:
-        # Made for every execute: the defaults above are class attributes, and the
-        # _Results slots are set here rather than by a call to its __init__.
+        # Made for every execute: the defaults are class attributes (see _Results).
         self._conn = conn
-        self._rows = ()
-        self._raw = None
-        self._description = None
-        self._rowcount = -1
-        self._lastrowid = None
         self.iter_chunk_size: int = conn._iter_chunk_size
         self.row_factory: RowFactory = conn._row_factory
 

@@ -59,7 +59,6 @@ from ._statements import (
     MANY,
     PLAIN,
     SCRIPT,
-    WAL_CHECK_EVERY,
     WRITE,
     Limits,
     SchemaClock,
@@ -130,6 +129,8 @@ def _open_member(
         path = main_file(conn)
         if sandbox is not None:  # the file is checked once, by the first connection
             m.session.authorizer = lock_down(conn, sandbox, None if kw["reader"] else path)
+        elif not kw["reader"]:
+            m.session.take_checkpoints(conn)
     except BaseException:
         conn.close()
         raise
@@ -531,9 +532,8 @@ class Database(Queries, Opening):
 
     def _own_write(self, inline: Inline, sql: str) -> How:
         """How an autocommit write may run on the loop thread (None: on the writer)."""
-        s = self._writer.session
-        if s.wal_limit is not None and (s.wal_commits + 1) % WAL_CHECK_EVERY == 0:
-            return None  # this commit checks the WAL's size and may checkpoint
+        if self._writer.session.checkpoint_due():
+            return None  # this commit checkpoints or checks the WAL's size: on the writer
         return inline.admit_own_write(sql)
 
     async def _acquire_writer(self, what: str) -> None:

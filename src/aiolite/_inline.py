@@ -24,8 +24,9 @@ sleeps, and it must never sleep on the loop.  So reads run here only on database
 readers take no lock (WAL, or in-memory) or inside a transaction that holds the write lock;
 writes only inside a transaction that already holds the write lock (a write earlier in it,
 or ``BEGIN IMMEDIATE``); a COMMIT only when it cannot fsync (WAL with synchronous=NORMAL
-or OFF) nor run SQLite's automatic checkpoint (the WAL's frame count, read from the
-``-shm`` index, is well under ``wal_autocheckpoint``).
+or OFF) nor run SQLite's automatic checkpoint: the WAL file is too small for that (its
+size bounds its frame count from above), or, for a Database's writer, the writer runs
+the automatic checkpoints itself, after commits (Session.take_checkpoints).
 
 The budget: a read running here is aborted by the worker's progress handler once it has
 run ``budget`` seconds (checked every INLINE_STEPS VM instructions, ~70 µs), and is run
@@ -36,11 +37,9 @@ with a short history run here.
 
 from __future__ import annotations
 
-import mmap
+import os
 import re
 import sqlite3
-import struct
-import time
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
@@ -74,16 +73,19 @@ YIELD_EVERY = 1e-3
 #: ``(budget, nowait)`` pair: ``budget`` seconds before SQLite aborts it and it moves to
 #: the worker (0: never aborted); ``nowait``: SQLite's busy timeout is 0 meanwhile, so a
 #: database another connection writes to fails at once and the call moves to the worker
-#: (which waits as configured).
-How = Optional[tuple[float, bool]]
+#: (which waits as configured).  The third member is the statement's kind (see below),
+#: so that the call need not look it up again.
+How = Optional[tuple[float, bool, int]]
 NO: How = None
-RUN: How = (0.0, False)
-NOWAIT: How = (0.0, True)
 #: Statements classified per connection at most; then the table starts over.
 MAX_KINDS = 2048
 
 # Kinds of statement.
 NEVER, READ, WRITE, BIG_WRITE, BEGIN, LOCK, COMMIT = range(7)
+RUN: How = (0.0, False, WRITE)  # a write that cannot wait: no budget (never aborted)
+NOWAIT: How = (0.0, True, WRITE)
+_RUN_BEGIN: How = (0.0, False, BEGIN)
+_RUN_COMMIT: How = (0.0, False, COMMIT)
 # What the connection's open transaction holds: nothing known to be written (or no
 # transaction), the write lock, or something we cannot tell (a script, a PRAGMA...).
 CLEAN, LOCKED, UNKNOWN = range(3)
@@ -101,7 +103,6 @@ _RESETS = frozenset({"CREATE", "DROP", "ALTER", "ATTACH", "DETACH"})
 _UNBOUNDED = frozenset(
     {"Next", "Prev", "SorterNext", "VNext", "VFilter", "VUpdate", "Program", "RowSetRead"}
 )
-_MX_FRAME = struct.Struct("=I").unpack_from  # WalIndexHdr.mxFrame, at byte 16 of the -shm
 _SCRIPT = object()  # Job.stmt params of executescript
 _MANY = object()  # and of executemany
 
@@ -129,22 +130,21 @@ class _Facts:
         "autocheckpoint",
         "busy_timeout",
         "commit_free",
+        "frame_size",
         "lock_free",
         "private",
-        "shm",
-        "shm_path",
-        "shm_retry",
+        "wal_path",
     )
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.lock_free = True  # readers take no lock: WAL or private (memory, temp)
         self.commit_free = True  # a COMMIT never fsyncs
         self.private = True  # no database is a file: no other connection can lock it
-        self.shm: Optional[mmap.mmap] = None
-        self.shm_path = ""  # the main database's WAL index, mapped when first needed
-        self.shm_retry = 0.0
+        self.wal_path = ""
         self.autocheckpoint = int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
         self.busy_timeout = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        # A WAL frame: a 24-byte header and one page.
+        self.frame_size = int(conn.execute("PRAGMA page_size").fetchone()[0]) + 24
         for _, name, file in conn.execute("PRAGMA database_list").fetchall():
             if not file:
                 continue  # in-memory or temp: no other connection, no lock, no fsync
@@ -157,37 +157,22 @@ class _Facts:
             if int(conn.execute(f"PRAGMA {quoted}.synchronous").fetchone()[0]) > 1:
                 self.commit_free = False  # FULL/EXTRA: every commit fsyncs the WAL
             if name == "main":
-                self.shm_path = file + "-shm"
+                self.wal_path = file + "-wal"
             else:
                 self.commit_free = False  # a commit across files: leave it to the worker
 
-    def frames(self) -> Optional[int]:
-        """The main database's WAL frame count (None: its index cannot be read, e.g. in
-        exclusive locking mode, where SQLite keeps it in memory)."""
-        shm = self.shm
-        if shm is None:
-            now = time.monotonic()
-            if not self.shm_path or now < self.shm_retry:
-                return None
-            shm = self.shm = _map_shm(self.shm_path)
-            if shm is None:  # not made yet (a new file), or never (exclusive locking)
-                self.shm_retry = now + 1.0
-                return None
-        frames: int = _MX_FRAME(shm, 16)[0]
-        return frames
+    def wal_frames_at_most(self) -> int:
+        """An upper bound of the frames in the main database's WAL, from its size.
 
-    def close(self) -> None:
-        if self.shm is not None:
-            self.shm.close()
-            self.shm = None
-
-
-def _map_shm(path: str) -> Optional[mmap.mmap]:
-    try:
-        with open(path, "rb") as f:
-            return mmap.mmap(f.fileno(), 4096, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
-        return None
+        SQLite's own count (mxFrame) lives in the -shm index, which must not be opened
+        here: closing any descriptor of a file drops every POSIX lock this process holds
+        on it, SQLite's included.  The file's size, read with stat(), is the most frames
+        the WAL ever held since it was last truncated: a bound, never an underestimate.
+        """
+        try:
+            return os.stat(self.wal_path).st_size // self.frame_size
+        except OSError:
+            return 0  # no WAL file: no frames
 
 
 def _named(p4: str) -> str:
@@ -231,10 +216,10 @@ class Inline:
     def __init__(self, worker: Worker, budget: float, plan: bool = True) -> None:
         self.worker = worker
         self.budget = budget
-        self.read: How = (budget, False)  # a read: aborted after the budget
+        self.read: How = (budget, False, READ)  # a read: aborted after the budget
         #: A Database's autocommit write (BEGIN IMMEDIATE ... COMMIT in one job): aborting
         #: it loses nothing, its own transaction rolls back.
-        self.own_write: How = (budget, True)
+        self.own_write: How = (budget, True, NEVER)
         #: Learn kinds from EXPLAIN (connect()); False: a Database member, whose caller
         #: says what kind each job is.
         self.plan = plan
@@ -293,9 +278,9 @@ class Inline:
                 return NOWAIT  # sqlite3 sends BEGIN first: the statement does not commit
             return NO
         if kind == BEGIN:
-            return RUN
+            return _RUN_BEGIN
         if kind == COMMIT:
-            return RUN if self.commit_cheap() else NO
+            return _RUN_COMMIT if self.commit_cheap() else NO
         return NO
 
     # -- a Database's members (their jobs carry no kind: the Database says what it sends) --
@@ -368,9 +353,9 @@ class Inline:
         wal_autocheckpoint frames; a small statement adds a few)."""
         if not facts.commit_free:
             return False
-        if facts.autocheckpoint > 0 and facts.shm_path:
-            frames = facts.frames()
-            return frames is not None and frames + 8 * writes + 64 < facts.autocheckpoint
+        if facts.autocheckpoint > 0 and facts.wal_path:
+            frames = facts.wal_frames_at_most()
+            return frames + 8 * writes + 64 < facts.autocheckpoint
         return True
 
     def user_code(self, name: str) -> None:
@@ -439,9 +424,7 @@ class Inline:
         """The schema or the settings may have changed: learn kinds and facts again."""
         self.kinds.clear()
         self.hist.clear()
-        if self.facts is not None:
-            self.facts.close()
-            self.facts = None
+        self.facts = None
 
 
 #: ``Job.stmt`` parameters of executescript and executemany: what they do is not learned.

@@ -74,6 +74,8 @@ PLAIN, AUTOCOMMIT, TX = range(3)
 
 #: The writer checks the WAL's size every this many commits when a wal_limit is set.
 WAL_CHECK_EVERY = 16
+#: The most commits between two automatic checkpoints of the writer (take_checkpoints).
+CKPT_EVERY_MAX = 4096
 #: After a TRUNCATE checkpoint that a reader kept busy, wait this long before the next
 #: attempt, doubling up to WAL_BACKOFF_MAX seconds while the reader stays.
 WAL_BACKOFF = 1.0
@@ -243,6 +245,12 @@ class Session:
         #: TRUNCATE attempts, and those a reader kept from finishing (they back off).
         self.wal_checkpoints = 0
         self.wal_checkpoints_busy = 0
+        #: wal_autocheckpoint as configured, run by the writer itself (take_checkpoints;
+        #: 0: none, as with checkpoints="external"), every ckpt_every commits.
+        self.autocheckpoint = 0
+        self.ckpt_every = 32
+        self.ckpt_commits = 0
+        self.auto_checkpoints = 0
         self._wal_next = 0.0
         self._wal_backoff = 0.0
         self.wal_commits = 0  # commits counted toward the next WAL size check
@@ -424,6 +432,8 @@ class Session:
             )
         new = self.reopen()
         self._guard_installed = self._guarded = False
+        if self.autocheckpoint > 0:  # the writer runs the checkpoints (take_checkpoints)
+            new.execute("PRAGMA wal_autocheckpoint=0")
         worker.adopt(new)
         if worker.inline is not None:
             worker.inline.refresh(new)
@@ -454,6 +464,42 @@ class Session:
             self.wal_commits += 1
             if self.wal_commits % WAL_CHECK_EVERY == 0:
                 self._trim_wal(conn)
+        if self.autocheckpoint > 0:
+            self.ckpt_commits += 1
+            if self.ckpt_commits >= self.ckpt_every:
+                self._checkpoint(conn)
+
+    def checkpoint_due(self) -> bool:
+        """Whether the next commit runs a checkpoint (or a WAL check): not on the loop."""
+        return (self.autocheckpoint > 0 and self.ckpt_commits + 1 >= self.ckpt_every) or (
+            self.wal_limit is not None and (self.wal_commits + 1) % WAL_CHECK_EVERY == 0
+        )
+
+    def take_checkpoints(self, conn: sqlite3.Connection) -> None:
+        """Writer: run SQLite's automatic checkpoints here, after commits, not inside them.
+
+        SQLite checkpoints inside the COMMIT that takes the WAL past wal_autocheckpoint
+        frames; that COMMIT may run on the loop thread (see _inline), where a checkpoint
+        (page copies and fsyncs: milliseconds) must not.  So the writer's own setting is
+        turned off, and the writer runs the same PASSIVE checkpoint itself, every
+        ``ckpt_every`` commits, adapted so that it comes about every wal_autocheckpoint
+        frames: each checkpoint reports how many frames the WAL held."""
+        self.autocheckpoint = int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+        if self.autocheckpoint > 0:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        self.ckpt_commits = 0
+        try:
+            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:  # a full disk, I/O: the next commits try again
+            logger.warning("%s: automatic checkpoint failed: %s", self.role, exc)
+            return
+        self.auto_checkpoints += 1
+        if frames > self.autocheckpoint:
+            self.ckpt_every = max(1, self.ckpt_every // 2)
+        elif frames < self.autocheckpoint // 2:
+            self.ckpt_every = min(CKPT_EVERY_MAX, self.ckpt_every * 2)
 
     def _trim_wal(self, conn: sqlite3.Connection) -> None:
         """Reset the WAL once it passed the limit, without ever making the writer wait.

@@ -521,13 +521,13 @@ class Worker:
             inline.forget()
 
     def run_here(
-        self, fn: JobFn, args: tuple[Any, ...], key: Any, stmt: Any, how: tuple[float, bool]
+        self, fn: JobFn, args: tuple[Any, ...], key: Any, stmt: Any, how: tuple[float, bool, int]
     ) -> Any:
         """Loop thread: run ``fn(connection, *args)`` now on this thread, if the worker is
         idle and nothing is queued; its value (or its exception, raised), or NOT_HERE to
         send it to the worker instead.  ``key`` and ``stmt`` are as the Job's would be.
 
-        ``how`` is ``(budget, nowait)`` (see _inline.How): with a budget (seconds, > 0),
+        ``how`` is ``(budget, nowait, kind)`` (see _inline.How): with a budget (> 0 s),
         SQLite aborts the statement once it has run that long, and with nowait, once it
         finds the database locked: it then goes to the worker (NOT_HERE).
         """
@@ -540,7 +540,7 @@ class Worker:
                 return NOT_HERE
             if not self._probed and not self._probe(conn):
                 return NOT_HERE
-            budget, nowait = how
+            budget, nowait, kind = how
             if nowait:  # the first write of a transaction, if nobody else writes
                 return self._run_nowait(conn, fn, args, key, stmt, budget)
             started = perf_counter()
@@ -555,7 +555,8 @@ class Worker:
                     return NOT_HERE  # over budget: the worker runs it again
                 raise
             took = perf_counter() - started
-            self.budget_deadline = None
+            if budget > 0:
+                self.budget_deadline = None
             inline = self.inline
             if inline is not None:
                 hist = inline.hist
@@ -567,7 +568,6 @@ class Worker:
                 # Inline.ran, its short path written out: reads change nothing it
                 # tracks, and a write here is inside a transaction holding the lock.
                 inline.calls += 1
-                kind = inline.kinds.get(key)
                 if kind == WRITE:
                     inline.tx_writes += 1
                 elif kind != READ:

@@ -372,12 +372,13 @@ class _AsyncioWaker:
         args: tuple[Any, ...],
         key: Any,
         stmt: Any,
-        how: tuple[float, bool],
+        how: tuple[float, bool, int],
         job: Optional[Job] = None,
     ) -> Any:
         """Loop thread: run an admitted call here if the worker is idle, else as ``job``
         there (by default a statement job: see statement_job)."""
-        if self.spend():
+        # spend(), written out: this runs for every statement.
+        if (self.marked and perf_counter() - self.mark < YIELD_EVERY) or self.spend():
             value = worker.run_here(fn, args, key, stmt, how)  # raises what fn raised
             if value is not NOT_HERE:
                 return Ready(value)
@@ -412,7 +413,7 @@ class _AsyncioWaker:
         return _Pause(self)
 
     def here(
-        self, worker: Worker, fn: Any, args: tuple[Any, ...], how: tuple[float, bool], job: Job
+        self, worker: Worker, fn: Any, args: tuple[Any, ...], how: tuple[float, bool, int], job: Job
     ) -> Any:
         """Run an admitted call on this thread now if the worker is idle, else ``job`` on
         the worker; never yields first (the caller took its ``turn()`` before deciding)."""

@@ -41,7 +41,7 @@ class Waker(Protocol):
         args: tuple[Any, ...],
         key: Any,
         stmt: Any,
-        how: tuple[float, bool],
+        how: tuple[float, bool, int],
         job: Optional[Job] = None,
     ) -> Awaitable[Any]:
         """Loop thread: run ``fn(connection, *args)``, admitted by ``worker.inline``, on
@@ -59,7 +59,7 @@ class Waker(Protocol):
         worker: Worker,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
-        how: tuple[float, bool],
+        how: tuple[float, bool, int],
         job: Job,
     ) -> Awaitable[Any]:
         """Loop thread: run ``fn(connection, *args)`` on this thread now, if the worker is

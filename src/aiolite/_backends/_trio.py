@@ -72,7 +72,7 @@ class TrioWaker:
         args: tuple[Any, ...],
         key: Any,
         stmt: Any,
-        how: tuple[float, bool],
+        how: tuple[float, bool, int],
         job: Optional[Job] = None,
     ) -> Any:
         """Run an admitted ``job`` on this thread if the worker is idle, else there.
@@ -123,7 +123,7 @@ class TrioWaker:
             await trio.lowlevel.checkpoint()
 
     async def here(
-        self, worker: Worker, fn: Any, args: tuple[Any, ...], how: tuple[float, bool], job: Job
+        self, worker: Worker, fn: Any, args: tuple[Any, ...], how: tuple[float, bool, int], job: Job
     ) -> Any:
         """Run an admitted call on this thread now if the worker is idle, else ``job``
         (the caller took its ``turn()`` before deciding)."""
