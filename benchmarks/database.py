@@ -20,12 +20,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import aiosqlite
 from aiosqlitepool import SQLiteConnectionPool
 
 import aiolite
+from benchmarks.lag import Lag, run_probed
 
 HOT = 10
 SELECT_ONE = "SELECT id, name, value FROM items WHERE id = ?"
@@ -40,6 +41,7 @@ class Outcome:
     ok: int
     errors: int
     kinds: dict[str, int] = field(default_factory=dict)
+    lag: Optional[Lag] = None  # the event loop's lag meanwhile (benchmarks/lag.py)
 
     @property
     def rate(self) -> float:
@@ -58,6 +60,7 @@ class Scale:
     tasks: int = 100
     per_task: int = 20
     inserts: int = 1000
+    point_ops: int = 5000
 
 
 def make_db(path: Path) -> None:
@@ -233,6 +236,39 @@ def insert_commit(contender: str, n: int) -> Callable[[Path], Any]:
     return run
 
 
+def fetchone_sequential(contender: str, n: int) -> Callable[[Path], Any]:
+    async def run(path: Path) -> Outcome:
+        if contender == "aiolite":
+            db: Any = await aiolite.open(path)
+            t0 = time.perf_counter()
+            for i in range(n):
+                assert await db.fetchone(SELECT_ONE, (i % 10_000 + 1,)) is not None
+        else:
+            db = await aiosqlite_conn(path)
+            t0 = time.perf_counter()
+            for i in range(n):
+                async with db.execute(SELECT_ONE, (i % 10_000 + 1,)) as cur:
+                    assert await cur.fetchone() is not None
+        seconds = time.perf_counter() - t0
+        await db.close()
+        return Outcome(seconds, n, 0)
+
+    return run
+
+
+def fetchone_sequential_sync(n: int) -> Callable[[Path], Any]:
+    def run(path: Path) -> Outcome:
+        conn = sqlite3.connect(path)
+        t0 = time.perf_counter()
+        for i in range(n):
+            assert conn.execute(SELECT_ONE, (i % 10_000 + 1,)).fetchone() is not None
+        seconds = time.perf_counter() - t0
+        conn.close()
+        return Outcome(seconds, n, 0)
+
+    return run
+
+
 def insert_commit_sync(n: int) -> Callable[[Path], Any]:
     def run(path: Path) -> Outcome:
         conn = sqlite3.connect(path)
@@ -285,9 +321,19 @@ def build(scale: Scale) -> list[Scenario]:
             {c: mixed(c, n, m) for c in ("aiolite", "aiosqlite shared", "aiosqlitepool")},
         ),
         Scenario(
+            "point select, sequential (aiolite: db.fetchone)",
+            "query",
+            "sqlite3 >= 0.5x",
+            {
+                "aiolite": fetchone_sequential("aiolite", scale.point_ops),
+                "aiosqlite shared": fetchone_sequential("aiosqlite", scale.point_ops),
+                "sqlite3": fetchone_sequential_sync(scale.point_ops),
+            },
+        ),
+        Scenario(
             "insert + commit, sequential (aiolite: db.execute)",
             "commit",
-            "aiosqlite shared >= 2x",
+            "aiosqlite shared >= 5x",
             {
                 "aiolite": insert_commit("aiolite", scale.inserts),
                 "aiosqlite shared": insert_commit("aiosqlite", scale.inserts),
@@ -298,9 +344,11 @@ def build(scale: Scale) -> list[Scenario]:
 
 
 def run_round(fn: Callable[[Path], Any], path: Path) -> Outcome:
+    """One run; an asynchronous one under the lag probe."""
     result = fn(path)
     if asyncio.iscoroutine(result):
-        result = asyncio.run(result, debug=False)
+        result, lag = run_probed(result)
+        result.lag = lag
     assert isinstance(result, Outcome)
     return result
 
@@ -312,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--only", default="", help="run scenarios whose name contains this")
     args = ap.parse_args(argv)
-    scale = Scale(10, 10, 20, 10, 100) if args.quick else Scale()
+    scale = Scale(10, 10, 20, 10, 100, 500) if args.quick else Scale()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
@@ -321,11 +369,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.only and args.only not in sc.name:
                 continue
             best: dict[str, Outcome] = {}
+            lags: dict[str, Lag] = {}
             for _ in range(args.rounds):
                 for label, fn in sc.runners.items():
                     out = run_round(fn, path)
+                    if out.lag is not None:  # the worst over the rounds
+                        lags[label] = out.lag if label not in lags else lags[label].worst(out.lag)
                     if label not in best or out.rate > best[label].rate:
                         best[label] = out
+            for label, lag in lags.items():
+                best[label].lag = lag
             results.append((sc, best))
             print(_line(sc, best), file=sys.stderr, flush=True)
     print(report(results, args))
@@ -344,8 +397,9 @@ def report(results: list[tuple[Scenario, dict[str, Outcome]]], args: Any) -> str
         f"{os.cpu_count()} CPUs, best of {args.rounds} interleaved rounds; successful "
         "operations per second (errors in the best round)",
         "",
-        "| scenario | " + " | ".join(CONTENDERS) + " | aiolite vs target (goal) |",
-        "|---|" + "---|" * (len(CONTENDERS) + 1),
+        "| scenario | " + " | ".join(CONTENDERS) + " | aiolite vs target (goal) "
+        "| aiolite loop lag p99 / max |",
+        "|---|" + "---|" * (len(CONTENDERS) + 2),
     ]
     for sc, best in results:
         cells = []
@@ -358,8 +412,9 @@ def report(results: list[tuple[Scenario, dict[str, Outcome]]], args: Any) -> str
                 cells.append(f"{out.rate:,.0f} {sc.unit}/s{err}")
         against, goal = sc.target.split(" >= ")
         a, b = best.get("aiolite"), best.get(against)
-        ratio = f"**{a.rate / b.rate:.1f}×** vs {against} ({goal})" if a and b and b.rate else "—"
-        lines.append(f"| {sc.name} | " + " | ".join(cells) + f" | {ratio} |")
+        ratio = f"**{a.rate / b.rate:.2f}×** vs {against} ({goal})" if a and b and b.rate else "—"
+        lag = a.lag.cell() if a and a.lag else "—"
+        lines.append(f"| {sc.name} | " + " | ".join(cells) + f" | {ratio} | {lag} |")
     lines.append("")
     for sc, best in results:
         for c, out in best.items():
