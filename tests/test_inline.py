@@ -430,3 +430,17 @@ async def test_connect_commits_that_may_checkpoint_run_on_the_worker(db_path: Pa
         assert 20 < on_worker < 400  # some here (early, small WAL), the rest on the worker
         async with db.execute("SELECT count(*) FROM t") as cur:
             assert await cur.fetchone() == (400,)
+
+
+async def test_the_raw_connection_still_refuses_the_loop_thread(db_path: Path) -> None:
+    """aiosqlite's ``_conn`` is the real sqlite3 connection, whose methods refuse calls
+    from the event loop's thread; aiolite opens it without sqlite3's own check (short calls
+    run on the loop thread under the worker's lock), so it keeps the refusal itself."""
+    async with aiolite.connect(db_path) as db:
+        with pytest.raises(sqlite3.ProgrammingError, match="same thread"):
+            db._conn.execute("SELECT 1")
+        with pytest.raises(sqlite3.ProgrammingError, match="same thread"):
+            db._conn.commit()
+        db._conn.row_factory = sqlite3.Row  # settings still go through the Connection
+        async with db.execute("SELECT 1 AS one") as cur:
+            assert (await cur.fetchone())["one"] == 1

@@ -288,6 +288,8 @@ class Database(Queries, Opening):
         #: Queries proven read-only (they ran on a query_only reader) and short: these may
         #: run on the writer while no transaction needs it (see _query).
         self._short_reads: set[str] = set()
+        #: Plain reads and one-job writes submitted and not answered yet (loop side).
+        self._inflight = 0
         self._opened = False
         self._closing = False
         self._closed = False
@@ -438,19 +440,21 @@ class Database(Queries, Opening):
         self, m: Member, mode: int, sql: str, params: Any, shape: Any, extra: Any = None
     ) -> Any:
         m.inflight += 1
+        self._inflight += 1
         try:
             # Pure: a read has no effects, so a cancelled one is abandoned at once.
             args = (m.session, None, mode, sql, params, shape, PLAIN, extra)
             job = Job(run, args, key=sql, pure=True)
             waker = self._wakers.current()
             inline = m.worker.inline
-            if inline is not None:
+            if inline is not None and self._inflight == 1:  # alone: see _on_writer
                 how = inline.admit_read(sql)
                 if how is not None:  # known short: on this thread, if the reader is idle
                     return await waker.here(m.worker, run, args, how, job)
             return await waker.wait(m.worker, job)
         finally:
             m.inflight -= 1
+            self._inflight -= 1
 
     def _learn(self, reader: Member, sql: str) -> None:
         """Remember a query that ran on a (query_only) reader, and quickly: read-only, short.
@@ -515,10 +519,15 @@ class Database(Queries, Opening):
             await self._acquire_writer(what)
         w = self._writer
         w.inflight += 1
+        self._inflight += 1
         try:
             waker = self._wakers.current()
             inline = w.worker.inline
-            if here is not None and not queued and inline is not None:
+            # Only when no other call of this Database is in flight: with concurrent work,
+            # the writer thread commits in parallel with the loop (two cores), which beats
+            # running the whole BEGIN...COMMIT on the loop (measured: a 100-task 80/20
+            # read/write mix 12% slower with its writes here).
+            if here is not None and not queued and inline is not None and self._inflight == 1:
                 # Its own transaction (BEGIN IMMEDIATE ... COMMIT), known short: on this
                 # thread if the writer is idle and nobody else holds the lock.
                 how = self._own_write(inline, here)
@@ -527,6 +536,7 @@ class Database(Queries, Opening):
             return await waker.wait(w.worker, job)
         finally:
             w.inflight -= 1
+            self._inflight -= 1
             if queued:
                 gate.release()
 
