@@ -444,14 +444,13 @@ class Database(Queries, Opening):
         try:
             # Pure: a read has no effects, so a cancelled one is abandoned at once.
             args = (m.session, None, mode, sql, params, shape, PLAIN, extra)
-            job = Job(run, args, key=sql, pure=True)
             waker = self._wakers.current()
             inline = m.worker.inline
             if inline is not None and self._inflight == 1:  # alone: see _on_writer
                 how = inline.admit_read(sql)
                 if how is not None:  # known short: on this thread, if the reader is idle
-                    return await waker.here(m.worker, run, args, how, job)
-            return await waker.wait(m.worker, job)
+                    return await waker.here(m.worker, run, args, how, sql)
+            return await waker.wait(m.worker, Job(run, args, key=sql, pure=True))
         finally:
             m.inflight -= 1
             self._inflight -= 1
@@ -532,7 +531,7 @@ class Database(Queries, Opening):
                 # thread if the writer is idle and nobody else holds the lock.
                 how = self._own_write(inline, here)
                 if how is not None:
-                    return await waker.here(w.worker, job.fn, job.args, how, job)
+                    return await waker.here(w.worker, job.fn, job.args, how, here, job)
             return await waker.wait(w.worker, job)
         finally:
             w.inflight -= 1

@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .._closing import DONE
 from .._inline import YIELD_EVERY
-from .._worker import NOT_HERE, Aborted, statement_job
+from .._worker import NOT_HERE, Aborted, Job, statement_job
 
 if TYPE_CHECKING:
-    from .._worker import Job, Worker
+    from .._worker import Worker
 
 __all__ = ["CallSoonWaker", "FdWaker", "Ready", "Waiter", "waker_for"]
 
@@ -413,13 +413,20 @@ class _AsyncioWaker:
         return _Pause(self)
 
     def here(
-        self, worker: Worker, fn: Any, args: tuple[Any, ...], how: tuple[float, bool, int], job: Job
+        self,
+        worker: Worker,
+        fn: Any,
+        args: tuple[Any, ...],
+        how: tuple[float, bool, int],
+        key: Any,
+        job: Optional[Job] = None,
     ) -> Any:
-        """Run an admitted call on this thread now if the worker is idle, else ``job`` on
-        the worker; never yields first (the caller took its ``turn()`` before deciding)."""
-        value = worker.run_here(fn, args, job.key, None, how)  # raises what fn raised
+        """Run an admitted call on this thread now if the worker is idle, else ``job``
+        (default: a pure job of these arguments) on the worker; never yields first (the
+        caller took its ``turn()`` before deciding)."""
+        value = worker.run_here(fn, args, key, None, how)  # raises what fn raised
         if value is NOT_HERE:
-            return self.wait(worker, job)
+            return self.wait(worker, Job(fn, args, key=key, pure=True) if job is None else job)
         return Ready(value)
 
     def wait(self, worker: Worker, job: Job) -> Waiter:

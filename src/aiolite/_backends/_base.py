@@ -60,10 +60,12 @@ class Waker(Protocol):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         how: tuple[float, bool, int],
-        job: Job,
+        key: Any,
+        job: Optional[Job] = None,
     ) -> Awaitable[Any]:
         """Loop thread: run ``fn(connection, *args)`` on this thread now, if the worker is
-        idle, else submit ``job``; never yields before (see ``turn``)."""
+        idle, else submit ``job`` (default: a pure job of these arguments, keyed ``key``);
+        never yields before (see ``turn``)."""
 
     def wait(self, worker: Worker, job: Job) -> Awaitable[Any]:
         """Loop thread: submit ``job`` to ``worker``; await the result for its outcome.

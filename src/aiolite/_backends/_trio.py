@@ -13,10 +13,10 @@ import outcome
 import trio
 
 from .._inline import YIELD_EVERY
-from .._worker import NOT_HERE, Aborted, statement_job
+from .._worker import NOT_HERE, Aborted, Job, statement_job
 
 if TYPE_CHECKING:
-    from .._worker import Job, Worker
+    from .._worker import Worker
 
 __all__ = ["TrioWaker", "current_token"]
 
@@ -123,13 +123,21 @@ class TrioWaker:
             await trio.lowlevel.checkpoint()
 
     async def here(
-        self, worker: Worker, fn: Any, args: tuple[Any, ...], how: tuple[float, bool, int], job: Job
+        self,
+        worker: Worker,
+        fn: Any,
+        args: tuple[Any, ...],
+        how: tuple[float, bool, int],
+        key: Any,
+        job: Optional[Job] = None,
     ) -> Any:
         """Run an admitted call on this thread now if the worker is idle, else ``job``
-        (the caller took its ``turn()`` before deciding)."""
-        value = worker.run_here(fn, args, job.key, None, how)  # raises what fn raised
+        (default: a pure job of these arguments; the caller took its ``turn()``)."""
+        value = worker.run_here(fn, args, key, None, how)  # raises what fn raised
         if value is NOT_HERE:
-            return await self.wait(worker, job)
+            return await self.wait(
+                worker, Job(fn, args, key=key, pure=True) if job is None else job
+            )
         return value
 
     async def wait(self, worker: Worker, job: Job) -> Any:
