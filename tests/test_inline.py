@@ -444,3 +444,70 @@ async def test_the_raw_connection_still_refuses_the_loop_thread(db_path: Path) -
         db._conn.row_factory = sqlite3.Row  # settings still go through the Connection
         async with db.execute("SELECT 1 AS one") as cur:
             assert (await cur.fetchone())["one"] == 1
+
+
+def test_writes_are_bounded_only_by_key_or_unique_index() -> None:
+    """The classifier behind "a write may run on the loop thread": only writes whose cost
+    cannot grow with the data (SQLite's plan searches one row by key or a whole unique
+    index, or inserts constant rows), with no trigger and no foreign-key action."""
+    from aiolite._inline import BIG_WRITE, NEVER, READ, WRITE, _classify, _Facts
+
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(
+        "CREATE TABLE u(id INTEGER PRIMARY KEY, e TEXT UNIQUE, b INT, x INT, y INT);"
+        "CREATE INDEX ub ON u(b); CREATE UNIQUE INDEX uxy ON u(x, y);"
+    )
+    facts = _Facts(conn)
+    cases = {
+        "SELECT * FROM u WHERE b = ?": READ,
+        "WITH v AS (SELECT 1) SELECT * FROM v": READ,
+        "WITH v AS (SELECT 1) INSERT INTO u(b) SELECT * FROM v": BIG_WRITE,
+        "INSERT INTO u(b) VALUES (?)": WRITE,
+        "INSERT INTO u(b) VALUES (?), (?)": WRITE,
+        "INSERT INTO u(b) SELECT b FROM u": BIG_WRITE,
+        "UPDATE u SET b = ? WHERE id = ?": WRITE,
+        "UPDATE u SET b = ? WHERE e = ?": WRITE,
+        "UPDATE u SET b = ? WHERE x = ? AND y = ?": WRITE,
+        "UPDATE u SET b = ? WHERE x = ?": BIG_WRITE,  # part of a unique index: many rows
+        "UPDATE u SET e = ? WHERE b = ?": BIG_WRITE,  # a non-unique index
+        "DELETE FROM u WHERE id > ?": BIG_WRITE,  # a range
+        "DELETE FROM u WHERE id = ?": WRITE,
+        "PRAGMA user_version": NEVER,
+    }
+    for sql, kind in cases.items():
+        params = (1,) * sql.count("?")
+        assert _classify(conn, sql, params, facts, set()) == kind, sql
+    assert _classify(conn, "SELECT double(b) FROM u", (), facts, {"double"}) == NEVER
+    conn.execute("PRAGMA foreign_keys = ON")
+    assert _classify(conn, "DELETE FROM u WHERE id = ?", (1,), _Facts(conn), set()) == BIG_WRITE
+    conn.execute("CREATE TRIGGER tr AFTER INSERT ON u BEGIN SELECT 1; END")
+    assert _classify(conn, "INSERT INTO u(b) VALUES (?)", (1,), _Facts(conn), set()) == BIG_WRITE
+    conn.close()
+
+
+async def test_learning_takes_no_lock_inside_a_users_transaction(tmp_path: Path) -> None:
+    """Six connections to a rollback-journal file run BEGIN; INSERT; COMMIT at once, as
+    encode/databases' concurrent-transactions test does.  What adaptive execution reads to
+    learn (the schema, the settings) must not take a lock inside the user's transaction:
+    a SHARED lock held to its end makes two writers deadlock ("database is locked")."""
+    path = tmp_path / "rollback.db"
+    async with aiolite.connect(path) as setup:
+        await setup.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+        await setup.commit()
+    conns = [await aiolite.connect(path, isolation_level=None) for _ in range(6)]
+    try:
+
+        async def insert(db: aiolite.Connection, n: int) -> None:
+            await db.execute("BEGIN")
+            await db.execute(INSERT, (n,))
+            await db.execute("COMMIT")
+
+        for round_ in range(3):
+            async with anyio.create_task_group() as tg:
+                for n, db in enumerate(conns):
+                    tg.start_soon(insert, db, round_ * 10 + n)
+        async with conns[0].execute("SELECT count(*) FROM t") as cur:
+            assert await cur.fetchone() == (18,)
+    finally:
+        for db in conns:
+            await db.close()

@@ -12,12 +12,13 @@ What "known short" means, learned per SQL text:
   sent to the worker, and tried here again now and then: ``hist`` decays at each refusal).
   Times measured on the worker are not used: there the loop thread competes for the GIL
   and a 15 µs statement can measure 130 µs;
-* **kind**, read once from SQLite's own plan (``EXPLAIN``, on the worker, after the first
-  run): a read (no write ``Transaction`` opcode), a *bounded* write (no loop, no trigger
-  program, no virtual table: its cost does not grow with the data), or anything else;
-* **no user code**: a statement calling a function, aggregate or collation registered on
+* **kind**, learned once on the worker after the first run (see ``_classify``): a read
+  (by its first keyword), a *bounded* write (SQLite's query plan only searches by key or
+  index, no trigger in the schema, no foreign-key action: its cost does not grow with
+  the data), or anything else;
+* **no user code**: a statement naming a function, aggregate or collation registered on
   the connection stays on the worker; so does every statement while the user has an
-  authorizer or a trace callback set (the EXPLAIN would show in them).
+  authorizer or a trace callback set (the query plan asked for would show in them).
 
 Where a lock could make SQLite wait, the call goes to the worker: SQLite's busy handler
 sleeps, and it must never sleep on the loop.  So reads run here only on databases where
@@ -99,10 +100,6 @@ _PLANNED = frozenset({"SELECT", "VALUES", "WITH", "INSERT", "REPLACE", "UPDATE",
 # Statements after which what we learned may be wrong: the schema, the attached databases
 # or the settings (PRAGMA x=...) changed.
 _RESETS = frozenset({"CREATE", "DROP", "ALTER", "ATTACH", "DETACH"})
-# Opcodes whose work grows with the data (loops, triggers, virtual tables).
-_UNBOUNDED = frozenset(
-    {"Next", "Prev", "SorterNext", "VNext", "VFilter", "VUpdate", "Program", "RowSetRead"}
-)
 _SCRIPT = object()  # Job.stmt params of executescript
 _MANY = object()  # and of executemany
 
@@ -130,9 +127,11 @@ class _Facts:
         "autocheckpoint",
         "busy_timeout",
         "commit_free",
+        "foreign_keys",
         "frame_size",
         "lock_free",
         "private",
+        "triggers",
         "wal_path",
     )
 
@@ -145,11 +144,16 @@ class _Facts:
         self.busy_timeout = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
         # A WAL frame: a 24-byte header and one page.
         self.frame_size = int(conn.execute("PRAGMA page_size").fetchone()[0]) + 24
+        self.foreign_keys = bool(conn.execute("PRAGMA foreign_keys").fetchone()[0])
+        self.triggers = False  # any trigger in any schema: every write may run more
         for _, name, file in conn.execute("PRAGMA database_list").fetchall():
+            quoted = '"' + name.replace('"', '""') + '"'
+            master = "sqlite_temp_master" if name == "temp" else f"{quoted}.sqlite_master"
+            row = conn.execute(f"SELECT count(*) FROM {master} WHERE type = 'trigger'")
+            self.triggers = self.triggers or bool(row.fetchone()[0])
             if not file:
                 continue  # in-memory or temp: no other connection, no lock, no fsync
             self.private = False
-            quoted = '"' + name.replace('"', '""') + '"'
             mode = str(conn.execute(f"PRAGMA {quoted}.journal_mode").fetchone()[0]).lower()
             if mode != "wal":
                 self.lock_free = self.commit_free = False
@@ -175,35 +179,81 @@ class _Facts:
             return 0  # no WAL file: no frames
 
 
-def _named(p4: str) -> str:
-    return p4.partition("(")[0].partition("-")[0].lower()
+_WRITE_WORD = re.compile(r"\b(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
 
-def _classify(conn: sqlite3.Connection, sql: str, params: Any, names: set[str]) -> int:
+def _calls_user_code(sql: str, names: set[str]) -> bool:
+    """Whether ``sql`` names a function or collation registered on the connection (any
+    word of it, strings included: a false alarm only keeps it on the worker)."""
+    return bool(names) and any(w.lower() in names for w in _WORD.findall(sql))
+
+
+def _classify(
+    conn: sqlite3.Connection, sql: str, params: Any, facts: _Facts, names: set[str]
+) -> int:
+    """A statement's kind (see Inline).
+
+    Reads are told by their first keyword (a WITH that contains a write keyword counts as
+    a write).  A write is *bounded* when SQLite's query plan searches (by key or index)
+    and never scans, and nothing else runs with it: no trigger in the schema, and no
+    foreign-key actions (an UPDATE or DELETE with foreign_keys on may scan child tables).
+
+    ``EXPLAIN QUERY PLAN``, never the bytecode listing: SQLite 3.40's ``EXPLAIN`` crashed
+    the process rendering an opcode's operand (sqlite3VdbeDisplayP4) on a statement of
+    Tortoise ORM's migration tests.
+    """
     word = keyword(sql)
     if word in ("COMMIT", "END"):
         return COMMIT
     if word == "BEGIN":
         return BEGIN if _DEFERRED.fullmatch(sql) else LOCK
-    if word not in _PLANNED:
+    if word not in _PLANNED or _calls_user_code(sql, names):
         return NEVER
+    if word in _READS and not (word == "WITH" and _WRITE_WORD.search(sql)):
+        return READ
+    if facts.triggers or (facts.foreign_keys and word in ("UPDATE", "DELETE", "REPLACE")):
+        return BIG_WRITE
     try:
-        ops = conn.execute("EXPLAIN " + sql, params).fetchall()
+        plan = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+        bounded = all(_one_row(conn, str(row[-1])) for row in plan)
     except Exception:  # whatever SQLite or the parameters say: not here
         return NEVER
-    write = unbounded = False
-    for op in ops:
-        code, p2, p4 = op[1], op[3], op[5]
-        if code == "Transaction":
-            write = write or bool(p2)
-        elif code in _UNBOUNDED:
-            unbounded = True
-        # Functions show as "name(nargs)", collations as "NAME-n".
-        if names and isinstance(p4, str) and _named(p4) in names:
-            return NEVER
-    if not write:
-        return READ
-    return BIG_WRITE if unbounded else WRITE
+    return WRITE if bounded else BIG_WRITE
+
+
+_BY_KEY = re.compile(r"SEARCH \S+ USING (?:INTEGER )?PRIMARY KEY \(([^)]*)\)$")
+_BY_INDEX = re.compile(r"SEARCH (\S+) USING (?:COVERING )?INDEX (\S+) \(([^)]*)\)$")
+_CONSTANT = re.compile(r"SCAN \d+ CONSTANT ROWS?$")  # an INSERT's VALUES list
+
+
+def _equalities(terms: str) -> int:
+    """How many ``col=?`` terms a plan's search constraint has (0 if any is a range)."""
+    parts = [t.strip() for t in terms.split(" AND ")]
+    if any("=" not in t or "<" in t or ">" in t for t in parts):
+        return 0
+    return len(parts)
+
+
+def _one_row(conn: sqlite3.Connection, detail: str) -> bool:
+    """Whether a query-plan step touches at most a few rows whatever the data: a search
+    by the whole primary key or a whole unique index with equalities, or constant rows."""
+    if _CONSTANT.match(detail):
+        return True
+    m = _BY_KEY.match(detail)
+    if m is not None:
+        return _equalities(m.group(1)) > 0
+    m = _BY_INDEX.match(detail)
+    if m is None:
+        return False  # a scan, a virtual table, a subquery, anything else
+    table, index, terms = m.groups()
+    unique = conn.execute(
+        'SELECT "unique" FROM pragma_index_list(?) WHERE name = ?', (table, index)
+    ).fetchone()
+    if not unique or not unique[0]:
+        return False
+    columns = conn.execute("SELECT count(*) FROM pragma_index_info(?)", (index,)).fetchone()
+    return bool(columns) and _equalities(terms) == columns[0]
 
 
 class Inline:
@@ -391,7 +441,11 @@ class Inline:
                 self.state = LOCKED if ok and self.state == LOCKED else UNKNOWN
                 self.tx_writes += 1_000
             return
-        if self.facts is None and not self.hooked:
+        if self.facts is None and not self.hooked and not in_tx:
+            # Only outside a transaction: its reads of the schema would take a lock inside
+            # the user's (a SHARED lock held to the end of a deferred transaction, which
+            # deadlocks two writers in rollback-journal mode: found by encode/databases'
+            # concurrent-transactions test), or fix a WAL snapshot earlier than the user's.
             self.facts = _Facts(conn)
         kinds = self.kinds
         kind = kinds.get(sql)
@@ -400,7 +454,12 @@ class Inline:
                 return
             if len(kinds) >= MAX_KINDS:
                 kinds.clear()
-            kind = kinds[sql] = _classify(conn, sql, params, self.names)
+            facts = self.facts
+            if facts is None:
+                return
+            # Inside a transaction too: the statement just ran in it, so the locks that
+            # reading its plan needs (the schema: SHARED) are held already.
+            kind = kinds[sql] = _classify(conn, sql, params, facts, self.names)
         if kind == NEVER:
             word = keyword(sql)
             if word in _RESETS or (word == "PRAGMA" and "=" in sql):
