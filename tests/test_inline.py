@@ -511,3 +511,18 @@ async def test_learning_takes_no_lock_inside_a_users_transaction(tmp_path: Path)
     finally:
         for db in conns:
             await db.close()
+
+
+async def test_inserts_right_after_a_setting_run_here(db_path: Path) -> None:
+    """A PRAGMA that sets something makes the connection learn its settings again; it does
+    so at once, outside the transaction, so the inserts of the next transaction (which
+    run inside it from the first) still run on the loop thread after the first."""
+    async with aiolite.connect(db_path) as db:
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        _, inline = _calls(db)
+        for i in range(50):
+            await db.execute(INSERT, (i,))
+        assert _calls(db)[1] - inline >= 45
+        await db.commit()

@@ -464,6 +464,8 @@ class Inline:
             word = keyword(sql)
             if word in _RESETS or (word == "PRAGMA" and "=" in sql):
                 self.forget()
+                if not in_tx and not self.hooked:  # read them again now, while we may
+                    self.facts = _Facts(conn)
         if not in_tx:
             return
         if kind in (WRITE, BIG_WRITE, LOCK):
