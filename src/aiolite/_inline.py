@@ -71,11 +71,11 @@ BUDGET = 1e-3
 #: A task running calls on the loop thread lets the loop run at least this often.
 YIELD_EVERY = 1e-3
 #: How a call may run here, as ``admit()`` says: None (on the worker), or a
-#: ``(budget, nowait)`` pair: ``budget`` seconds before SQLite aborts it and it moves to
-#: the worker (0: never aborted); ``nowait``: SQLite's busy timeout is 0 meanwhile, so a
-#: database another connection writes to fails at once and the call moves to the worker
-#: (which waits as configured).  The third member is the statement's kind (see below),
-#: so that the call need not look it up again.
+#: ``(budget, nowait, kind)`` triple: ``budget`` seconds before SQLite aborts it and it
+#: moves to the worker (0: never aborted); ``nowait``: SQLite's busy timeout is 0
+#: meanwhile, so a database another connection writes to fails at once and the call moves
+#: to the worker (which waits as configured); ``kind``: the statement's (see below), so
+#: that the call need not look it up again.
 How = Optional[tuple[float, bool, int]]
 NO: How = None
 #: Statements classified per connection at most; then the table starts over.
@@ -270,15 +270,15 @@ class Inline:
         #: A Database's autocommit write (BEGIN IMMEDIATE ... COMMIT in one job): aborting
         #: it loses nothing, its own transaction rolls back.
         self.own_write: How = (budget, True, NEVER)
-        #: Learn kinds from EXPLAIN (connect()); False: a Database member, whose caller
-        #: says what kind each job is.
+        #: Learn kinds after each statement (connect()); False: a Database member, whose
+        #: caller says what it sends (admit_read, admit_own_write).
         self.plan = plan
         self.kinds: dict[Any, int] = {}  # by SQL text
         #: Moving average of each statement's runs here (seconds), for statements that
         #: ever took SHORT_HERE or more; a budget overrun counts as the budget.
         self.hist: dict[Any, float] = {}
         self.names: set[str] = set()  # user functions/collations, lower case
-        #: An authorizer or trace callback is set: no EXPLAIN, nothing runs here.
+        #: An authorizer or trace callback is set: nothing is learned, nothing runs here.
         self.hooked = False
         self.facts: Optional[_Facts] = None
         self.state = CLEAN
