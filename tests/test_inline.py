@@ -526,3 +526,63 @@ async def test_inserts_right_after_a_setting_run_here(db_path: Path) -> None:
             await db.execute(INSERT, (i,))
         assert _calls(db)[1] - inline >= 45
         await db.commit()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_seeded_transfers_with_random_timeouts_keep_the_total(
+    tmp_path: Path, seed: int
+) -> None:
+    """Three connections (one task each) move money between accounts in explicit
+    transactions while random 0-3 ms timeouts cancel them anywhere: in a statement run on
+    the loop thread, in one on the worker, in the COMMIT.  A cancelled transaction is
+    rolled back; none is ever half applied, so the total never changes, and most calls
+    did run on the loop thread."""
+    rng = random.Random(seed)
+    path = tmp_path / "bank.db"
+    accounts, start = 6, 1000
+    async with aiolite.connect(path, pragmas={"journal_mode": "WAL"}) as setup:
+        await setup.execute("CREATE TABLE acct(id INTEGER PRIMARY KEY, balance INTEGER)")
+        await setup.executemany(
+            "INSERT INTO acct VALUES (?, ?)", [(i, start) for i in range(accounts)]
+        )
+        await setup.commit()
+    conns = [await aiolite.connect(path, timeout=10) for _ in range(3)]
+    cancelled = 0
+    try:
+
+        async def worker(db: aiolite.Connection, plan: list[tuple[int, int, int, float]]) -> None:
+            nonlocal cancelled
+            for a, b, amount, timeout in plan:
+                with anyio.move_on_after(timeout) as scope:
+                    await db.execute(
+                        "UPDATE acct SET balance = balance - ? WHERE id = ?", (amount, a)
+                    )
+                    async with db.execute("SELECT balance FROM acct WHERE id = ?", (b,)) as cur:
+                        await cur.fetchone()
+                    await db.execute(
+                        "UPDATE acct SET balance = balance + ? WHERE id = ?", (amount, b)
+                    )
+                    await db.commit()
+                if scope.cancelled_caught:
+                    cancelled += 1
+                    with anyio.CancelScope(shield=True):
+                        await db.rollback()
+
+        plans = [
+            [
+                (*rng.sample(range(accounts), 2), rng.randint(1, 9),
+                 rng.uniform(0, 0.003) if rng.random() < 0.4 else 10.0)
+                for _ in range(150)
+            ]
+            for _ in conns
+        ]  # fmt: skip
+        async with anyio.create_task_group() as tg:
+            for db, plan in zip(conns, plans):
+                tg.start_soon(worker, db, plan)
+        async with conns[0].execute("SELECT sum(balance), count(*) FROM acct") as cur:
+            assert await cur.fetchone() == (accounts * start, accounts)
+        assert cancelled > 0
+        assert sum(db.statistics().inline_calls for db in conns) > 300
+    finally:
+        for db in conns:
+            await db.close()

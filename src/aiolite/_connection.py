@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, NoReturn, Optional, Union, overload
 
-from ._backends import WakerCache, running_loop
+from ._backends import Waker, WakerCache, running_loop
 from ._blob import Blob
 from ._closing import Opening
 from ._compat import RawConnection
@@ -319,17 +319,22 @@ class Connection(Opening):
 
     def _call_job(self, job: Job) -> Awaitable[Any]:
         worker = self._worker
-        if worker.connection is None or worker.deferred_error is not None:
-            self._refuse()
-        wakers = self._wakers
-        # WakerCache.current(), inlined: the hot path
-        waker = wakers.waker if running_loop() is wakers.key else wakers.current()
+        waker = self._waker()
         inline = worker.inline
         if inline is not None and job.stmt is not None:
             how = inline.admit(job.key)
             if how is not None:
                 return waker.inline(worker, job.fn, job.args, job.key, job.stmt, how, job)
         return waker.wait(worker, job)
+
+    def _waker(self) -> Waker:
+        """The running loop's waker, once the connection is known to be usable."""
+        worker = self._worker
+        if worker.connection is None or worker.deferred_error is not None:
+            self._refuse()
+        wakers = self._wakers
+        # WakerCache.current(), inlined: the hot path
+        return wakers.waker if running_loop() is wakers.key else wakers.current()
 
     def _refuse(self) -> NoReturn:
         """Raise why no call can be made now: not open, or a deferred error to report."""
@@ -357,11 +362,7 @@ class Connection(Opening):
         """_call_stmt without its frame: the hot path of every execute.  No Job is made
         for a call that runs on the loop thread."""
         worker = self._worker
-        if worker.connection is None or worker.deferred_error is not None:
-            self._refuse()
-        wakers = self._wakers
-        # WakerCache.current(), inlined: the hot path
-        waker = wakers.waker if running_loop() is wakers.key else wakers.current()
+        waker = self._waker()
         inline = worker.inline
         if inline is not None:
             how = inline.admit(key)

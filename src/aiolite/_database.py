@@ -273,7 +273,7 @@ class Database(Queries, Opening):
         def member(role: str) -> Member:
             worker = Worker(name=f"aiolite-{role}")
             if budget is not None:
-                worker.inline = Inline(worker, budget, plan=False)
+                worker.inline = Inline(worker, budget)
             session = Session(role, worker, types, self._busy_timeout, on_statement, slow_query)
             session.clock = clock  # one schema clock for all: the writer's DDL reaches all
             return Member(worker, session)

@@ -266,16 +266,13 @@ class Inline:
     connection (worker thread, or the loop thread inside ``Worker.run_here``).
     """
 
-    def __init__(self, worker: Worker, budget: float, plan: bool = True) -> None:
+    def __init__(self, worker: Worker, budget: float) -> None:
         self.worker = worker
         self.budget = budget
         self.read: How = (budget, False, READ)  # a read: aborted after the budget
         #: A Database's autocommit write (BEGIN IMMEDIATE ... COMMIT in one job): aborting
         #: it loses nothing, its own transaction rolls back.
         self.own_write: How = (budget, True, NEVER)
-        #: Learn kinds after each statement (connect()); False: a Database member, whose
-        #: caller says what it sends (admit_read, admit_own_write).
-        self.plan = plan
         self.kinds: dict[Any, int] = {}  # by SQL text
         #: Moving average of each statement's runs here (seconds), for statements that
         #: ever took SHORT_HERE or more; a budget overrun counts as the budget.
@@ -360,6 +357,14 @@ class Inline:
             return NO
         return self.own_write
 
+    def record(self, key: Any, took: float) -> None:
+        """Add a run here to the statement's history.  From 0: one slow run (a first
+        one, that prepares the statement) counts as one sample, not as the whole."""
+        hist = self.hist
+        if len(hist) >= MAX_KINDS and key not in hist:
+            hist.clear()
+        hist[key] = hist.get(key, 0.0) * 0.75 + took * 0.25
+
     def slow(self, sql: str) -> bool:
         """Whether its history (or hooks) keep this statement off the loop thread now."""
         if self.hooked:
@@ -377,7 +382,7 @@ class Inline:
         if kind is None:
             word = keyword(sql)
             kind = READ if word in _READS else WRITE if word in _DML else NEVER
-            if kind != NEVER and self.names and any(n in sql.lower() for n in self.names):
+            if kind != NEVER and _calls_user_code(sql, self.names):
                 kind = NEVER
             if len(self.kinds) >= MAX_KINDS:
                 self.kinds.clear()
@@ -453,7 +458,7 @@ class Inline:
         kinds = self.kinds
         kind = kinds.get(sql)
         if kind is None:
-            if not ok or self.hooked or not self.plan:
+            if not ok or self.hooked:
                 return
             if len(kinds) >= MAX_KINDS:
                 kinds.clear()

@@ -545,9 +545,7 @@ class Worker:
                 return self._run_nowait(conn, fn, args, key, stmt, budget)
             started = perf_counter()
             if budget > 0:
-                if self._steps != INLINE_STEPS:
-                    self._set_steps(conn, INLINE_STEPS)
-                self.budget_deadline = started + budget
+                self._arm_budget(conn, started + budget)
             try:
                 value = fn(conn, *args)
             except BaseException as exc:
@@ -559,12 +557,8 @@ class Worker:
                 self.budget_deadline = None
             inline = self.inline
             if inline is not None:
-                hist = inline.hist
-                old = hist.get(key)
-                if old is not None or took >= SHORT_HERE:
-                    # From 0: one slow run (a first one, that prepares the statement)
-                    # counts as one sample, not as the statement's whole history.
-                    hist[key] = (old or 0.0) * 0.75 + took * 0.25
+                if took >= SHORT_HERE or key in inline.hist:
+                    inline.record(key, took)
                 # Inline.ran, its short path written out: reads change nothing it
                 # tracks, and a write here is inside a transaction holding the lock.
                 inline.calls += 1
@@ -594,9 +588,7 @@ class Worker:
         self.here = True
         started = perf_counter()
         if budget > 0:
-            if self._steps != INLINE_STEPS:
-                self._set_steps(conn, INLINE_STEPS)
-            self.budget_deadline = started + budget
+            self._arm_budget(conn, started + budget)
         try:
             try:
                 value = fn(conn, *args)
@@ -612,12 +604,17 @@ class Worker:
             self.budget_deadline = None
             inline.nowait(conn, False)
         took = perf_counter() - started
-        old = inline.hist.get(key)
-        if old is not None or took >= SHORT_HERE:
-            inline.hist[key] = (old or 0.0) * 0.75 + took * 0.25
+        if took >= SHORT_HERE or key in inline.hist:
+            inline.record(key, took)
         inline.calls += 1
         self._learn(inline, stmt, True)
         return value
+
+    def _arm_budget(self, conn: sqlite3.Connection, deadline: float) -> None:
+        """Stop the call run on this thread at ``deadline`` (perf_counter), checking often."""
+        if self._steps != INLINE_STEPS:
+            self._set_steps(conn, INLINE_STEPS)
+        self.budget_deadline = deadline
 
     def _failed_here(self, key: Any, stmt: Any, exc: BaseException, started: float) -> bool:
         """A call run on the loop thread raised: learn from it.  True if it was aborted
