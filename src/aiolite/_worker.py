@@ -730,13 +730,14 @@ _live_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
 
 
 def _close_all_at_exit() -> None:
-    workers = list(_live_workers)
-    for worker in workers:
+    # One at a time: connections to one file that close at once race for the exclusive
+    # lock that the last one needs to merge the WAL into the file and remove it, and may
+    # all leave it behind (seen with a Database's writer and readers under load).
+    for worker in list(_live_workers):
         worker.stop()
         # Nobody can await a result any more: stop a long statement now.  Only a running
         # one: the idle connections then close cleanly (merging and removing the WAL).
         worker.abort_running()
-    for worker in workers:
         worker.join(EXIT_JOIN_TIMEOUT)
 
 
