@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 PYENV_ROOT ?= /root/.pyenv
 ALL_PYTHONS = $(foreach v,3.9 3.10 3.11 3.12 3.13,$(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(v).*/bin/python))))
 
-.PHONY: demo test test-sqlalchemy test-ecosystem test-all soak lint bench docs clean
+.PHONY: system-deps demo test test-sqlalchemy test-ecosystem test-all soak lint bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,lint,bench]'
 	touch $(STAMP)
 
+# What the tests need from the system: Debian's libdqlite0 (the dqlite node the cluster
+# tests start).  Installed when missing and we are root (CI, a fresh machine), and then the
+# dqlite tests must run (AIOLITE_REQUIRE_DQLITE=1); elsewhere they skip, saying what to install.
+HAVE_DQLITE = ldconfig -p 2>/dev/null | grep -q 'libdqlite\.so\.0'
+system-deps:
+	@if ! $(HAVE_DQLITE); then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing libdqlite0 (the dqlite node, for the cluster tests)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q libdqlite0 >/dev/null || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q libdqlite0 >/dev/null; }; \
+	  else \
+	    echo "note: libdqlite0 is missing: the dqlite tests will skip (apt-get install libdqlite0)"; \
+	  fi; \
+	fi
+REQUIRE_DQLITE = $$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 )
+
 demo: $(STAMP)
 	$(PY) examples/task_tracker.py
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+test: $(STAMP) system-deps
+	AIOLITE_REQUIRE_DQLITE=$(REQUIRE_DQLITE) $(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-sqlalchemy PYTHON=$(PYTHON) VENV=$(VENV)
 
 # SQLAlchemy's dialect compliance suite on sqlite+aiolite, compared with sqlite+aiosqlite.

@@ -8,21 +8,21 @@ import datetime as dt
 import json
 import logging
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import aiolite
+from conftest import on_dqlite, other_connection
 
 pytestmark = pytest.mark.anyio
 
 WHEN = dt.datetime(2024, 5, 6, 7, 8, 9)
 
 
-async def test_rename_column_changes_dict_keys(db_path: Path) -> None:
+async def test_rename_column_changes_dict_keys(location: Any) -> None:
     """The same SQL text after ALTER TABLE RENAME COLUMN gives the new key."""
-    async with aiolite.open(db_path, readers=1) as db:
+    async with aiolite.open(location, readers=1) as db:
         await db.execute("CREATE TABLE t(a TIMESTAMP, b TEXT)")
         await db.execute("INSERT INTO t VALUES (?, 'x')", (WHEN,))
         assert await db.fetchone("SELECT * FROM t", row_factory=dict) == {"a": WHEN, "b": "x"}
@@ -30,9 +30,9 @@ async def test_rename_column_changes_dict_keys(db_path: Path) -> None:
         assert await db.fetchone("SELECT * FROM t", row_factory=dict) == {"a": WHEN, "c": "x"}
 
 
-async def test_drop_and_recreate_with_other_types_and_order(db_path: Path) -> None:
+async def test_drop_and_recreate_with_other_types_and_order(location: Any) -> None:
     """DROP + CREATE with other types and column order: the same SQL converts the new way."""
-    async with aiolite.open(db_path, readers=1) as db:
+    async with aiolite.open(location, readers=1) as db:
         await db.execute("CREATE TABLE t(a TIMESTAMP, b TEXT)")
         await db.execute("INSERT INTO t VALUES (?, 'x')", (WHEN,))
         assert tuple(await db.fetchone("SELECT * FROM t")) == (WHEN, "x")
@@ -47,7 +47,7 @@ async def test_drop_and_recreate_with_other_types_and_order(db_path: Path) -> No
         assert tuple(await db.fetchone("SELECT * FROM t")) == ("y", WHEN)
 
 
-async def test_add_column_with_select_star(db_path: Path) -> None:
+async def test_add_column_with_select_star(location: Any) -> None:
     """ALTER TABLE ADD COLUMN: SELECT * returns (and converts) the new column."""
 
     @dataclasses.dataclass
@@ -55,7 +55,7 @@ async def test_add_column_with_select_star(db_path: Path) -> None:
         a: Any
         due: Any = None
 
-    async with aiolite.open(db_path, readers=1) as db:
+    async with aiolite.open(location, readers=1) as db:
         await db.execute("CREATE TABLE t(a TEXT)")
         await db.execute("INSERT INTO t VALUES ('x')")
         assert await db.fetchone("SELECT * FROM t", row_factory=T) == T("x")
@@ -65,11 +65,11 @@ async def test_add_column_with_select_star(db_path: Path) -> None:
 
 
 async def test_a_broken_view_breaks_nothing_else(
-    db_path: Path, caplog: pytest.LogCaptureFixture
+    location: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A view whose table was dropped: new queries still run and convert; it is reported
     once."""
-    async with aiolite.open(db_path, readers=1) as db:
+    async with aiolite.open(location, readers=1) as db:
         await db.execute("CREATE TABLE other(x)")
         await db.execute("CREATE VIEW v AS SELECT x FROM other")
         await db.execute("DROP TABLE other")
@@ -83,10 +83,10 @@ async def test_a_broken_view_breaks_nothing_else(
         assert len(reports) == 1  # the reader's (the writer met the view in other calls)
 
 
-async def test_views_and_equivalent_types_keep_conversion(db_path: Path) -> None:
+async def test_views_and_equivalent_types_keep_conversion(location: Any) -> None:
     """A view's expression column has no say; TIMESTAMP/timestamp/DATETIME agree; temp
     tables convert too."""
-    async with aiolite.open(db_path, readers=1) as db:
+    async with aiolite.open(location, readers=1) as db:
         await db.execute("CREATE TABLE tasks(due TIMESTAMP)")
         await db.execute("CREATE TABLE events(due timestamp)")
         await db.execute("CREATE TABLE logs(due DATETIME)")
@@ -99,14 +99,18 @@ async def test_views_and_equivalent_types_keep_conversion(db_path: Path) -> None
             assert await tx.fetchval("SELECT at FROM scratch") == WHEN
 
 
-async def test_every_unreadable_value_is_a_data_error(db_path: Path) -> None:
+async def test_every_unreadable_value_is_a_data_error(location: Any) -> None:
     """JSON, DECIMAL, UUID, BOOLEAN and dates: a stored value that cannot be read raises
     sqlite3.DataError naming the column and the value."""
-    async with aiolite.open(db_path, readers=1) as db:
+    async with aiolite.open(location, readers=1) as db:
         await db.execute(
             "CREATE TABLE t(j JSON, d DECIMAL TEXT, u UUID, b BOOLEAN, ts TIMESTAMP, x TEXT)"
         )
         cases = {"j": "{not json", "d": "abc", "u": "not-a-uuid", "b": "maybe", "ts": "never"}
+        if on_dqlite(location):
+            # libdqlite 1.11 aborts the node that reads text from a BOOLEAN column (see
+            # docs/scale-out.md): the text is never stored there.
+            del cases["b"]
         for column, bad in cases.items():
             await db.execute("DELETE FROM t")
             await db.execute(f"INSERT INTO t({column}) VALUES (?)", (bad,))
@@ -114,30 +118,33 @@ async def test_every_unreadable_value_is_a_data_error(db_path: Path) -> None:
                 await db.fetchval(f"SELECT {column} FROM t")
 
 
-async def test_json_str_boolean_text_and_surrogates(db_path: Path) -> None:
+async def test_json_str_boolean_text_and_surrogates(location: Any) -> None:
     """A JSON column holds JSON text (a str is stored as given); BOOLEAN reads words;
     a lone surrogate inside a dict is stored and read back."""
-    async with aiolite.open(db_path, readers=1) as db:
+    # libdqlite 1.11 aborts the node that reads text from a BOOLEAN column: there the
+    # words are stored as the integers they mean (see docs/scale-out.md).
+    false, yes = (0, 1) if on_dqlite(location) else ("'false'", "'Yes'")
+    async with aiolite.open(location, readers=1) as db:
         await db.execute("CREATE TABLE t(j JSON, b BOOLEAN)")
-        await db.execute("INSERT INTO t VALUES (?, 'false')", ('"hello"',))
-        await db.execute("INSERT INTO t VALUES (?, 'Yes')", ({"s": "\ud800x"},))
+        await db.execute(f"INSERT INTO t VALUES (?, {false})", ('"hello"',))
+        await db.execute(f"INSERT INTO t VALUES (?, {yes})", ({"s": "\ud800x"},))
         await db.execute("INSERT INTO t VALUES (?, 0)", (json.dumps([1, 2]),))
         rows = await db.fetchall("SELECT j, b FROM t ORDER BY rowid", row_factory=tuple)
         assert rows == [("hello", False), ({"s": "\ud800x"}, True), ([1, 2], False)]
 
 
-async def test_schema_change_by_another_connection_is_seen(db_path: Path) -> None:
+async def test_schema_change_by_another_connection_is_seen(location: Any) -> None:
     """A schema change made outside the Database (another process) is picked up within
     RECHECK seconds; one made through the Database at once."""
     import anyio
 
     from aiolite._statements import RECHECK
 
-    async with aiolite.open(db_path, readers=1) as db:
+    async with aiolite.open(location, readers=1) as db:
         await db.execute("CREATE TABLE t(a TEXT)")
         await db.execute("INSERT INTO t VALUES ('2024-05-06 07:08:09')")
         assert await db.fetchval("SELECT a FROM t") == "2024-05-06 07:08:09"
-        other = sqlite3.connect(db_path)
+        other = other_connection(location)
         other.executescript(
             "DROP TABLE t; CREATE TABLE t(a TIMESTAMP);"
             "INSERT INTO t VALUES ('2024-05-06 07:08:09');"

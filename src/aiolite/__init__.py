@@ -70,12 +70,18 @@ from ._cursor import Cursor as Cursor
 from ._database import Database as Database
 from ._database import DatabaseStatistics as DatabaseStatistics
 from ._database import open as open
+from ._dqlite._node import Node as Node
+from ._exceptions import ClusterError as ClusterError
+from ._exceptions import CommitUnknownError as CommitUnknownError
 from ._exceptions import ConnectionClosedError as ConnectionClosedError
 from ._exceptions import DatabaseLockedError as DatabaseLockedError
+from ._exceptions import NodeError as NodeError
 from ._exceptions import NoEventLoopError as NoEventLoopError
+from ._exceptions import NoLeaderError as NoLeaderError
 from ._exceptions import QueryTimeoutError as QueryTimeoutError
 from ._exceptions import ReadOnlyError as ReadOnlyError
 from ._exceptions import TooManyRowsError as TooManyRowsError
+from ._exceptions import TransactionLostError as TransactionLostError
 from ._exceptions import UnsafeQueryError as UnsafeQueryError
 from ._exceptions import is_busy as is_busy
 from ._maintenance import CheckpointResult as CheckpointResult
@@ -102,6 +108,8 @@ DEFAULT_PRAGMAS: _Mapping[str, _Any] = _MappingProxyType(_DEFAULT_PRAGMAS)
 __all__ = [
     "Blob",
     "CheckpointResult",
+    "ClusterError",
+    "CommitUnknownError",
     "Connection",
     "ConnectionClosedError",
     "ConnectionStatistics",
@@ -121,6 +129,9 @@ __all__ = [
     "Migration",
     "MigrationError",
     "NoEventLoopError",
+    "NoLeaderError",
+    "Node",
+    "NodeError",
     "NotSupportedError",
     "OperationalError",
     "ProgrammingError",
@@ -135,6 +146,7 @@ __all__ = [
     "StatementEvent",
     "TooManyRowsError",
     "Transaction",
+    "TransactionLostError",
     "Types",
     "UnsafeQueryError",
     "Warning",

@@ -20,12 +20,13 @@ from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union, cast
 
 from ._adapters import DEFAULT as DEFAULT_TYPES
 from ._adapters import Types
 from ._backends import WakerCache
 from ._closing import Opening
+from ._dqlite import _members as cluster
 from ._exceptions import ConnectionClosedError, ReadOnlyError
 from ._inline import How, Inline, budget_of
 from ._maintenance import (
@@ -236,6 +237,20 @@ class Database(Queries, Opening):
         )
         self._timeout_only = None if query_timeout is None else Limits(query_timeout, None)
         self._readonly = bool(readonly)
+        #: A dqlite cluster instead of a file (see _dqlite/_members.py).
+        self._cluster = None
+        if cluster.is_cluster(database):
+            self._cluster = cluster.target(
+                str(database),
+                untrusted=untrusted,
+                wal_limit=wal_limit,
+                checkpoints=checkpoints,
+                pragmas=dict(pragmas or {}),
+            )
+            pragmas = cluster.node_pragmas(dict(pragmas or {}))
+            optimize = False  # ANALYZE would be replicated to every node, at every close
+            inline = False  # every call is a network round trip: never on the loop thread
+            database = ":memory:"  # only for the pragma checks below
         if checkpoints not in ("auto", "external"):
             raise ValueError(f"checkpoints must be 'auto' or 'external', got {checkpoints!r}")
         self._external = checkpoints == "external"
@@ -249,10 +264,13 @@ class Database(Queries, Opening):
             # when it has copied the WAL (Litestream's advice), and writers run faster.
             pragmas = {"wal_autocheckpoint": EXTERNAL_AUTOCHECKPOINT, **(pragmas or {})}
         self._location = locate(database)
+        if self._cluster is not None:
+            self._location = Location(self._cluster.url, uri=False, memory=False)
         if readonly:
             # Every connection opens the file read-only (mode=ro): nothing can write it, no
             # journal mode is set, and closing never checkpoints the WAL into it.
-            self._location = read_only(self._location)
+            if self._cluster is None:
+                self._location = read_only(self._location)
             pragmas = {**(pragmas or {}), "journal_mode": None}
             optimize = False
         self._journal, self._statements, self._busy_timeout = resolve_pragmas(
@@ -275,6 +293,7 @@ class Database(Queries, Opening):
             if budget is not None:
                 worker.inline = Inline(worker, budget)
             session = Session(role, worker, types, self._busy_timeout, on_statement, slow_query)
+            session.bare_autocommit = self._cluster is not None
             session.clock = clock  # one schema clock for all: the writer's DDL reaches all
             return Member(worker, session)
 
@@ -309,6 +328,9 @@ class Database(Queries, Opening):
             # The writer first: it sets the journal mode the readers then find in the file.
             timeout_ms = int(self._busy_timeout * 1000)
             slice_ms = writer_slice_ms(self._busy_timeout)
+            if self._cluster is not None:
+                await self._open_cluster()
+                return self
             for m in self._all:
                 reader = m is not self._writer
                 kw = {
@@ -338,6 +360,23 @@ class Database(Queries, Opening):
                 self.journal_mode,
             )
         return self
+
+    async def _open_cluster(self) -> None:
+        """Connect the writer and the readers to the dqlite leader (see _dqlite/_members)."""
+        target = self._cluster
+        assert target is not None
+        statements = [f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}", *self._statements]
+        for m in self._all:
+            reader = m is not self._writer or self._readonly
+            m.worker.start()
+            await self._call(m, cluster.open_member, m.worker, target, statements, reader)
+            # The client has the connection API the Session uses (see _dqlite/_client.py).
+            m.session.reopen = cast(Any, partial(cluster.reopen, target, statements, reader))
+        self.journal_mode = "wal"
+
+    def _not_on_cluster(self, what: str, why: str) -> None:
+        if self._cluster is not None:
+            raise cluster.not_on_cluster(what, why)
 
     async def close(self) -> None:
         """Wait for the running transaction, optimize, close every connection. Idempotent.
@@ -637,11 +676,14 @@ class Database(Queries, Opening):
         it) and ``ValueError`` if it is the database or one of its ``-wal``/``-shm``/
         ``-journal`` files.  A backup that fails (disk full) removes its partial copy.
         """
-        target = as_str(dest)
+        target = as_str(dest)  # on dqlite: from a dump of the leader's files
         return int(await self._on_reserved_reader(run_backup, target, pages, progress, overwrite))
 
     async def vacuum_into(self, dest: StrPath) -> None:
         """Write a compacted copy of the database to the new file ``dest`` (VACUUM INTO)."""
+        self._not_on_cluster(
+            "vacuum_into()", "VACUUM INTO would write the file on the node; use backup()"
+        )
         await self._on_reserved_reader(run_vacuum_into, as_str(dest))
 
     async def checkpoint(self, mode: str = "PASSIVE") -> CheckpointResult:
@@ -652,6 +694,7 @@ class Database(Queries, Opening):
         finish because a reader still holds an old snapshot.
         """
         self._refuse_write("db.checkpoint()")
+        self._not_on_cluster("checkpoint()", "every node checkpoints its own WAL")
         if self._external:
             raise sqlite3.OperationalError(
                 "this Database was opened with checkpoints='external': another process "
@@ -673,6 +716,9 @@ class Database(Queries, Opening):
 
     async def health(self) -> Health:
         """Journal mode, page and freelist counts, file and WAL sizes, schema version."""
+        self._not_on_cluster(
+            "health()", "the files are on the nodes; ask the database with fetchval('PRAGMA ...')"
+        )
         health: Health = await self._on_reserved_reader(run_health)
         return health
 

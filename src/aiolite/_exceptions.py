@@ -9,12 +9,17 @@ from __future__ import annotations
 import sqlite3
 
 __all__ = [
+    "ClusterError",
+    "CommitUnknownError",
     "ConnectionClosedError",
     "DatabaseLockedError",
     "NoEventLoopError",
+    "NoLeaderError",
+    "NodeError",
     "QueryTimeoutError",
     "ReadOnlyError",
     "TooManyRowsError",
+    "TransactionLostError",
     "UnsafeQueryError",
     "is_busy",
 ]
@@ -48,6 +53,28 @@ class NoEventLoopError(RuntimeError):
     """An async aiolite call was made outside asyncio and trio."""
 
 
+class ClusterError(sqlite3.OperationalError):
+    """A dqlite cluster problem: no leader, a lost transaction, an unknown outcome."""
+
+
+class NoLeaderError(ClusterError):
+    """No dqlite node answered as leader in time (the URL's ``timeout``, 10 s by default)."""
+
+
+class TransactionLostError(ClusterError):
+    """The transaction ended on the dqlite node (leader change, lost connection, interrupt)
+    and nothing of it was applied: leave the block and run it again."""
+
+
+class CommitUnknownError(ClusterError):
+    """The connection broke after a write or COMMIT was sent: it may or may not have been
+    applied.  Check before running it again."""
+
+
+class NodeError(sqlite3.OperationalError):
+    """A dqlite node could not be started, joined or stopped."""
+
+
 _SQLITE_BUSY = 5
 
 
@@ -69,3 +96,5 @@ ReadOnlyError.__module__ = "aiolite"
 QueryTimeoutError.__module__ = "aiolite"
 TooManyRowsError.__module__ = "aiolite"
 UnsafeQueryError.__module__ = "aiolite"
+for _cls in (ClusterError, NoLeaderError, TransactionLostError, CommitUnknownError, NodeError):
+    _cls.__module__ = "aiolite"

@@ -272,6 +272,8 @@ class Session:
         #: changed the schema (see _known); ``ddl`` marks a transaction that did.
         self.clock = SchemaClock()
         self.ddl = False
+        #: An autocommit write runs without BEGIN IMMEDIATE/COMMIT (dqlite: see run()).
+        self.bare_autocommit = False
         self._seen_epoch = -1
         self._seen_at = 0.0
         self._seen: tuple[int, int] = (-1, -1)
@@ -729,6 +731,16 @@ def run(
             if pending[0] is BEGIN:
                 conn = s.settle(conn)
             s.drain(conn, pending)
+        if tx == AUTOCOMMIT and mode == WRITE and s.bare_autocommit:
+            # dqlite: one statement is atomic on its own, and BEGIN and COMMIT would be two
+            # more network round trips (COMMIT one more Raft round).
+            conn = s.settle(conn)
+            try:
+                return _MODES[mode](conn, s, sql, params, shape, extra)
+            finally:
+                if s.ddl:  # the schema changed (or may have): every connection asks again
+                    s.ddl = False
+                    s.clock.epoch += 1
         if tx == AUTOCOMMIT:
             conn = s.settle(conn)
             s.begin(conn)

@@ -1,4 +1,4 @@
-"""The ``aiolite`` command: doctor, backup, migrate, checkpoint, bench.
+"""The ``aiolite`` command: doctor, backup, migrate, checkpoint, node, bench.
 
 Built on aiolite's public API only, with the standard library (argparse; a plain progress
 line on terminals): nothing here justified a dependency.  Human-readable output by
@@ -15,8 +15,10 @@ import asyncio
 import importlib
 import json
 import os
+import signal
 import sqlite3
 import sys
+import threading
 from dataclasses import asdict
 from typing import Any, Callable, Optional
 
@@ -177,6 +179,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return code or int(db_bench.main([*extra, "--rounds", str(args.rounds)]))
 
 
+def cmd_node(args: argparse.Namespace) -> int:
+    """Run a dqlite node in the foreground until SIGTERM or SIGINT."""
+    join = [a.strip() for a in (args.join or "").split(",") if a.strip()]
+    try:
+        node = aiolite.Node(args.bind, args.dir, join=join, latency_ms=args.latency_ms)
+    except ValueError as exc:
+        raise _Failure(str(exc), USAGE) from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    node.start()
+    try:
+        data = {
+            "id": node.id,
+            "address": node.address,
+            "data_dir": node.data_dir,
+            "pid": os.getpid(),
+        }
+        _emit(args, data, f"node {node.id} serving at {node.address} (data in {node.data_dir})")
+        sys.stdout.flush()
+        stop.wait()
+    finally:
+        node.stop()
+    return OK
+
+
 # ---- plumbing ----------------------------------------------------------------------------
 
 
@@ -209,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aiolite",
         description="Operate SQLite databases: health report, online backup, migrations, "
-        "WAL checkpoints, benchmark.",
+        "WAL checkpoints, dqlite cluster nodes, benchmark.",
         epilog="Exit codes: 0 ok, 1 problems found or the operation failed, 2 bad usage or "
         "no such database.",
     )
@@ -243,6 +275,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=["PASSIVE", "FULL", "RESTART", "TRUNCATE"],
         help="TRUNCATE (default) also empties the WAL file",
+    )
+    p = command("node", cmd_node, "run a dqlite cluster node (needs libdqlite0)")
+    p.add_argument("--bind", required=True, metavar="HOST:PORT", help="address to serve at")
+    p.add_argument("--dir", required=True, help="the node's data directory")
+    p.add_argument(
+        "--join", metavar="ADDR[,ADDR...]", help="running nodes to join (first start only)"
+    )
+    p.add_argument(
+        "--latency-ms",
+        type=int,
+        default=None,
+        help="network latency to tune Raft's timeouts for (election timeout = 15x); "
+        "default: dqlite's (3 s election timeout)",
     )
     p = command("bench", cmd_bench, "benchmark aiolite against aiosqlite and sqlite3")
     p.add_argument("--quick", action="store_true", help="a small, fast run")

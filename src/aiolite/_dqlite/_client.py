@@ -1,0 +1,807 @@
+"""A blocking dqlite client shaped like ``sqlite3.Connection``, for aiolite's worker threads.
+
+The Database runs every statement on a worker thread (``_worker.py``) against an object
+with sqlite3's connection API.  This module gives it one that talks to a dqlite cluster,
+so the Database (writer queue, transactions, savepoints, types, row factories, migrations)
+is the same code on a file and on a cluster; the event loop never touches a socket.
+
+What sqlite3 answers locally, this client decides from what it sent:
+
+* the leader: found by asking the nodes (LEADER), again whenever it changes;
+* EXEC or QUERY: by the statement's tokens (``_sql.route``);
+* ``in_transaction``: by the transaction statements that succeeded;
+* a leader change: a read, or a write the old leader refused (not leader), is sent again
+  to the new leader; a transaction open on the old leader is gone (it was never
+  applied): :class:`TransactionLostError` until the caller rolls back; a write or COMMIT
+  whose answer never came may or may not have been applied: :class:`CommitUnknownError`.
+
+Stopping a call (``interrupt()`` or the progress handler, i.e. a cancel or a time limit)
+closes the socket: a dqlite 1.11 node only reads the next request after it sent the whole
+result, so INTERRUPT would stop nothing.  Closing ends the statement (and rolls back an
+open transaction) on the node at once; the next call connects again.  A write outside a
+transaction is never stopped half-way: its answer is awaited, so its outcome is known.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, Optional
+
+from .._exceptions import ClusterError, CommitUnknownError, NoLeaderError, TransactionLostError
+from . import _sql, _wire
+from ._wire import Failure, Reader
+
+__all__ = [
+    "ClusterError",
+    "CommitUnknownError",
+    "Connection",
+    "NoLeaderError",
+    "Target",
+    "TransactionLostError",
+]
+
+#: How long a blocked call sleeps between checks of the progress handler (a cancel, a
+#: time limit) while it waits for a node.  Only calls that wait this long pay it.
+TICK = 0.02
+_SQLITE_ROW = 100
+#: dqlite 1.11 reads a query's column names before SQLite re-prepares a statement whose
+#: schema changed, so the first query after another connection's DDL reports the old
+#: columns.  A connection refreshes its schema before a query after DDL through the same
+#: Target, and otherwise when this many seconds passed (as aiolite rechecks locally).
+SCHEMA_RECHECK = 0.1
+_REFRESH = "SELECT 1 FROM sqlite_master LIMIT 0"
+_DDL = {"CREATE", "DROP", "ALTER"}
+#: Dead peers without a reset (a cut network) are found by TCP keepalive: idle 2 s, then
+#: 3 probes 1 s apart.
+_KEEPALIVE = (2, 1, 3)
+
+
+def _error_class(code: int) -> type[sqlite3.Error]:
+    primary = code & 0xFF
+    if primary in (19, 20):  # CONSTRAINT, MISMATCH
+        return sqlite3.IntegrityError
+    if primary == 18:  # TOOBIG
+        return sqlite3.DataError
+    if primary in (2, 12):  # INTERNAL, NOTFOUND
+        return sqlite3.InternalError
+    if primary in (21, 25):  # MISUSE, RANGE
+        return sqlite3.ProgrammingError
+    if primary == 11:  # CORRUPT
+        return sqlite3.DatabaseError
+    return sqlite3.OperationalError
+
+
+def _sqlite_error(f: Failure) -> sqlite3.Error:
+    exc = _error_class(f.code)(f.text)
+    exc.sqlite_errorcode = f.code  # type: ignore[attr-defined]  # as sqlite3 on 3.11+
+    return exc
+
+
+class Target:
+    """Where a dqlite Database lives: ``dqlite://host:port[,host:port...]/name``."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        rest = url[len("dqlite://") :]
+        hosts, _, name = rest.partition("/")
+        name = name.split("?", 1)[0]
+        addresses = [a.strip() for a in hosts.split(",") if a.strip()]
+        if not addresses or not name:
+            raise ValueError(
+                f"a dqlite address is dqlite://host:port[,host:port...]/dbname, got {url!r}"
+            )
+        for a in addresses:
+            _split(a)
+        self.url = url
+        self.addresses = addresses
+        self.name = name
+        self.timeout = timeout
+        self.leader: Optional[str] = None  # the last one found, shared by the connections
+        self.lock = threading.Lock()
+        self.schema_epoch = 0  # bumped by DDL sent through any connection of this Target
+
+    def __repr__(self) -> str:
+        return self.url
+
+    def candidates(self) -> list[str]:
+        with self.lock:
+            first = [self.leader] if self.leader else []
+            return first + [a for a in self.addresses if a != self.leader]
+
+    def learn(self, leader: str, members: Iterable[str] = ()) -> None:
+        with self.lock:
+            self.leader = leader
+            for a in [leader, *members]:
+                if a and a not in self.addresses:
+                    self.addresses.append(a)
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"a dqlite node address is host:port, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+class _Link:
+    """One TCP connection to a node, past the protocol handshake."""
+
+    def __init__(self, address: str, timeout: float) -> None:
+        self.address = address
+        sock = socket.create_connection(_split(address), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the system's defaults
+                idle, interval, count = _KEEPALIVE
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+            sock.sendall(_wire.u64(_wire.PROTOCOL_VERSION))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self._head = bytearray(8)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data: bytes) -> None:
+        self.sock.settimeout(None)
+        self.sock.sendall(data)
+
+    def _fill(self, buf: Any, tick: Optional[Callable[[], bool]]) -> None:
+        view = memoryview(buf)
+        sock = self.sock
+        got = 0
+        need = len(view)
+        sock.settimeout(TICK if tick is not None else None)
+        while got < need:
+            try:
+                n = sock.recv_into(view[got:])
+            except socket.timeout:
+                if tick is not None and tick():
+                    raise _Stopped() from None
+                continue
+            if n == 0:
+                raise ConnectionResetError(f"dqlite node {self.address} closed the connection")
+            got += n
+
+    def receive(self, tick: Optional[Callable[[], bool]] = None) -> tuple[int, Reader]:
+        """The next response: (type, its body).  ``tick`` is called while waiting; if it
+        returns True the wait stops with _Stopped (the link is then unusable)."""
+        self._fill(self._head, tick)
+        size, kind = _wire.header(bytes(self._head))
+        body = bytearray(size)
+        if size:
+            self._fill(body, tick)
+        return kind, Reader(bytes(body))
+
+    def call(
+        self, kind: int, body: bytes, tick: Optional[Callable[[], bool]] = None
+    ) -> tuple[int, Reader]:
+        self.send(_wire.message(kind, body))
+        got, r = self.receive(tick)
+        if got == _wire.R_FAILURE:
+            raise r.failure()
+        return got, r
+
+
+class _Stopped(Exception):
+    """The wait for a node was stopped by an interrupt, a cancel or a time limit."""
+
+
+def find_leader(target: Target, stop: Callable[[], bool]) -> _Link:
+    """A link to the leader, asking each known node in turn until ``target.timeout``."""
+    deadline = time.monotonic() + target.timeout
+    delay = 0.01
+    tried: list[str] = []
+    while True:
+        for address in target.candidates():
+            link = _ask(address, target)
+            if link is not None:
+                return link
+            if address not in tried:
+                tried.append(address)
+        if stop():
+            raise _Stopped()
+        if time.monotonic() >= deadline:
+            raise NoLeaderError(
+                f"no dqlite leader found in {target.timeout:g} s (asked {', '.join(tried)}): "
+                "start the nodes (aiolite node ...), check the addresses, or wait for a "
+                "majority of the cluster to be up"
+            )
+        time.sleep(delay)  # an election takes a few hundred ms: ask again soon
+        delay = min(delay * 2, 0.2)
+
+
+def _ask(address: str, target: Target) -> Optional[_Link]:
+    """A link to the leader if ``address`` is it, or knows who is; else None."""
+    try:
+        link = _Link(address, min(target.timeout, 2.0))
+    except OSError:
+        return None
+    try:
+        _, r = link.call(_wire.LEADER, _wire.u64(0))
+        r.u64()
+        leader = r.text()
+        if not leader:
+            link.close()
+            return None
+        if leader != address:
+            link.close()
+            link = _Link(leader, min(target.timeout, 2.0))
+            _, r = link.call(_wire.LEADER, _wire.u64(0))
+            r.u64()
+            if r.text() != leader:
+                link.close()
+                return None
+        _, r = link.call(_wire.CLUSTER, _wire.u64(1))
+        members = [a for _, a, _ in _wire.servers(r)]
+        target.learn(leader, members)
+        return link
+    except (OSError, Failure, ValueError):
+        link.close()
+        return None
+
+
+class Connection:
+    """The subset of ``sqlite3.Connection`` aiolite's Database uses, over dqlite.
+
+    One thread at a time (the worker's), except ``interrupt()``, which any thread may call.
+    """
+
+    isolation_level = None  # the Database sends BEGIN/COMMIT itself
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._link: Optional[_Link] = None
+        self._db_id = 0
+        self._in_tx = False
+        self._savepoints: list[str] = []
+        self._tx_by_savepoint = False
+        self._lost: Optional[str] = None
+        self._setup: list[str] = []  # settings to replay on a new leader
+        self._progress: Optional[Callable[[], Any]] = None
+        self._authorizer: Optional[Callable[..., int]] = None
+        self._interrupted = False
+        self._closed = False
+        self._stream: Optional[Cursor] = None
+        self._shapes: dict[tuple[str, ...], sqlite3.Cursor] = {}
+        self._local: Optional[sqlite3.Connection] = None
+        self.row_factory: Any = None
+        self.total_changes = 0
+        self.reconnects = 0
+        self.busy_timeout_ms = 0
+        self._schema_epoch = -1
+        self._schema_at = 0.0
+        self._connect()
+
+    # -- sqlite3.Connection's API --
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_tx or self._lost is not None
+
+    def cursor(self) -> Cursor:
+        self._check()
+        return Cursor(self)
+
+    def execute(self, sql: str, params: Any = ()) -> Cursor:
+        return self.cursor().execute(sql, params)
+
+    def executemany(self, sql: str, seq: Iterable[Any]) -> Cursor:
+        return self.cursor().executemany(sql, seq)
+
+    def executescript(self, script: str) -> Cursor:
+        cur = self.cursor()
+        for statement in _sql.split(script):
+            cur.execute(statement)
+        return cur
+
+    def commit(self) -> None:
+        if self.in_transaction:
+            self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.in_transaction:
+            self.execute("ROLLBACK")
+
+    def interrupt(self) -> None:
+        """Stop the call running now (any thread)."""
+        self._interrupted = True
+
+    def set_progress_handler(self, handler: Optional[Callable[[], Any]], n: int) -> None:
+        # Called while a call waits for a node (every TICK s), not every n instructions.
+        self._progress = handler if handler is not None and n > 0 else None
+
+    def set_authorizer(self, authorizer: Optional[Callable[..., int]]) -> None:
+        # Only the transaction action is checked (what aiolite's migrations use).
+        self._authorizer = authorizer
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop()
+        if self._local is not None:
+            self._local.close()
+
+    # -- internals --
+
+    def _check(self) -> None:
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+
+    def _stop_requested(self) -> bool:
+        if self._interrupted:
+            return True
+        handler = self._progress
+        return handler is not None and bool(handler())
+
+    def _drop(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+        self._stream = None
+
+    def _connect(self) -> None:
+        """Find the leader and open the database on it, until ``target.timeout``."""
+        deadline = time.monotonic() + self.target.timeout
+        while True:
+            link = find_leader(self.target, self._stop_requested)
+            try:
+                _, r = link.call(
+                    _wire.OPEN, _wire.text(self.target.name) + _wire.u64(0) + _wire.text("")
+                )
+                self._db_id = r.u32()
+                for statement in self._setup:
+                    link.call(_wire.EXEC_SQL, _wire.u64(self._db_id) + _wire.text(statement))
+            except (OSError, Failure) as exc:
+                link.close()
+                leader_moved = isinstance(exc, OSError) or exc.code == _wire.SQLITE_IOERR_NOT_LEADER
+                if leader_moved and time.monotonic() < deadline:
+                    continue  # it stopped being the leader meanwhile: ask again
+                if isinstance(exc, Failure):
+                    raise _sqlite_error(exc) from None
+                raise NoLeaderError(f"the dqlite leader went away while connecting: {exc}") from exc
+            except BaseException:
+                link.close()
+                raise
+            self._link = link
+            return
+
+    def _shape(self, names: tuple[str, ...]) -> sqlite3.Cursor:
+        """A real sqlite3 cursor whose description names these columns, for row factories
+        (``sqlite3.Row(cursor, row)`` accepts nothing else)."""
+        cur = self._shapes.get(names)
+        if cur is None:
+            if self._local is None:
+                self._local = sqlite3.connect(":memory:", check_same_thread=False)
+            columns = ", ".join('NULL AS "' + n.replace('"', '""') + '"' for n in names)
+            cur = self._local.execute(f"SELECT {columns}")
+            cur.fetchall()
+            if len(self._shapes) >= 256:
+                self._shapes.clear()
+            self._shapes[names] = cur
+        return cur
+
+    def _track(self, verb: Optional[str], sql: str) -> None:
+        """Follow the transaction state through a transaction statement that succeeded."""
+        if verb is None:
+            return
+        words = [t.upper() for k, t in _sql._tokens(sql) if k in ("word", "literal")]
+        if verb == "BEGIN":
+            self._in_tx = True
+            self._tx_by_savepoint = False
+        elif verb in ("COMMIT", "END"):
+            self._end_tx()
+        elif verb == "ROLLBACK":
+            if "TO" not in words:
+                self._end_tx()
+        elif verb == "SAVEPOINT":
+            if not self._in_tx:
+                self._in_tx = self._tx_by_savepoint = True
+            self._savepoints.append(words[-1].strip('"`[]'))
+        elif verb == "RELEASE":
+            name = words[-1].strip('"`[]')
+            if name in self._savepoints:
+                del self._savepoints[self._savepoints.index(name) :]
+            if not self._savepoints and self._tx_by_savepoint:
+                self._end_tx()
+
+    def _end_tx(self) -> None:
+        self._in_tx = self._tx_by_savepoint = False
+        self._savepoints.clear()
+
+    def _lose(self, why: str) -> None:
+        """The node ended the open transaction: say so until the caller rolls back."""
+        if self._in_tx:
+            self._lost = why
+            self._end_tx()
+
+    def run(self, sql: str, params: Any) -> tuple[Optional[list[str]], Any]:
+        """Send one statement: (column names, rows deque) for a query, (None, (lastrowid,
+        rowcount)) for a write.  Handles leader changes as the module docstring says."""
+        self._check()
+        self._interrupted = False
+        if self._stream is not None:
+            self._stream._drain()
+        verb = _sql.transaction_verb(sql)
+        if self._lost is not None:
+            if verb == "ROLLBACK":
+                self._lost = None  # the node rolled it back already
+                return None, (None, 0)
+            raise TransactionLostError(
+                f"the transaction was lost ({self._lost}): nothing of it was applied. Roll "
+                "it back and run it again"
+            )
+        authorizer = self._authorizer
+        # SQLITE_TRANSACTION (22): the one action aiolite's guard refuses.
+        if verb is not None and authorizer is not None and authorizer(22, None, None, None, None):
+            raise sqlite3.DatabaseError("not authorized")
+        local = self._local_pragma(sql)
+        if local is not None:
+            return local
+        kind = _sql.route(sql)
+        values = _sql.bind(sql, params)
+        body = _wire.u64(self._db_id) + _wire.text(sql) + _wire.encode_params(values)
+        request = _wire.QUERY_SQL if kind == _sql.QUERY else _wire.EXEC_SQL
+        write = kind == _sql.EXEC and verb != "ROLLBACK"
+        if kind == _sql.QUERY:
+            self._refresh_schema()
+        deadline = time.monotonic() + self.target.timeout
+        busy_until: Optional[float] = None
+        pause = 0.001
+        while True:
+            try:
+                result: tuple[Optional[list[str]], Any] = self._attempt(
+                    request, body, sql, verb, write
+                )
+            except sqlite3.OperationalError as exc:
+                # dqlite never waits for a lock (its node is one event loop): this is
+                # SQLite's busy handler, on the client, for busy_timeout.
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF != 5:
+                    raise
+                now = time.monotonic()
+                if busy_until is None:
+                    busy_until = now + self.busy_timeout_ms / 1000
+                if now + pause > busy_until or self._sleep(pause):
+                    raise
+                pause = min(pause * 2, 0.05)
+                continue
+            except _Retry:
+                if time.monotonic() >= deadline:
+                    raise NoLeaderError(
+                        f"the dqlite leader kept changing for {self.target.timeout:g} s; "
+                        "the statement was not run"
+                    ) from None
+                continue
+            if kind == _sql.EXEC and _sql.first_word(sql) in _DDL:
+                self.target.schema_epoch += 1
+            name = _sql.setting(sql) if kind == _sql.EXEC and verb is None else None
+            if name is not None:
+                self._setup = [s for s in self._setup if _sql.setting(s) != name]
+                self._setup.append(sql)
+            return result
+
+    def _refresh_schema(self) -> None:
+        """Make the node's connection load the current schema (see SCHEMA_RECHECK)."""
+        now = time.monotonic()
+        epoch = self.target.schema_epoch
+        if epoch == self._schema_epoch and now - self._schema_at < SCHEMA_RECHECK:
+            return
+        body = _wire.u64(self._db_id) + _wire.text(_REFRESH)
+        while True:
+            try:
+                self._attempt(_wire.QUERY_SQL, body, _REFRESH, None, False)
+                break
+            except _Retry:
+                continue
+        self._schema_epoch = epoch
+        self._schema_at = now
+
+    def _local_pragma(self, sql: str) -> Optional[tuple[Optional[list[str]], Any]]:
+        """``PRAGMA busy_timeout``: kept here, never sent (a node must not wait for locks)."""
+        if "busy_timeout" not in sql.lower():
+            return None
+        tokens = [(k, t.lower()) for k, t in _sql._tokens(sql)]
+        if tokens[:2] != [("word", "pragma"), ("word", "busy_timeout")]:
+            return None
+        rest = tokens[2:]
+        if not rest:
+            return ["timeout"], (deque([(self.busy_timeout_ms,)]), False)
+        value = rest[-1][1]
+        if rest[0] == ("other", "=") and value.isdigit():
+            self.busy_timeout_ms = int(value)
+            return ["timeout"], (deque([(self.busy_timeout_ms,)]), False)
+        raise sqlite3.OperationalError(f"PRAGMA busy_timeout takes milliseconds, got {sql!r}")
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait, in ticks, unless stopped; True if stopped."""
+        end = time.monotonic() + seconds
+        while True:
+            if self._stop_requested():
+                return True
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, TICK))
+
+    def dump(self) -> list[tuple[str, bytes]]:
+        """The database file and its WAL, as the leader has them now (DUMP)."""
+        self._check()
+        if self._stream is not None:
+            self._stream._drain()
+        if self._link is None:
+            self._connect()
+        assert self._link is not None
+        try:
+            _, r = self._link.call(_wire.DUMP, _wire.text(self.target.name), self._stop_requested)
+        except Failure as f:
+            raise _sqlite_error(f) from None
+        except (OSError, _Stopped) as exc:
+            self._drop()
+            raise sqlite3.OperationalError(f"the dump of {self.target} failed: {exc}") from exc
+        return _wire.files(r)
+
+    def backup(
+        self, target: sqlite3.Connection, *, pages: int = -1, progress: Any = None, sleep: float = 0
+    ) -> None:
+        """sqlite3's backup(), from a dump of the leader's files (one consistent state)."""
+        with tempfile.TemporaryDirectory(prefix="aiolite-dump-") as tmp:
+            path = os.path.join(tmp, "db")
+            for name, data in self.dump():
+                suffix = "-wal" if name.endswith("-wal") else ""
+                with open(path + suffix, "wb") as f:
+                    f.write(data)
+            source = sqlite3.connect(path)
+            try:
+                source.backup(target, pages=pages, progress=progress, sleep=sleep)
+            finally:
+                source.close()
+
+    def _attempt(
+        self, request: int, body: bytes, sql: str, verb: Optional[str], write: bool
+    ) -> Any:
+        if self._link is None:
+            if self._in_tx:
+                self._lose("the connection to the leader broke")
+                raise TransactionLostError(
+                    "the transaction was lost: the connection to the leader broke"
+                )
+            try:
+                self._connect()
+            except _Stopped:
+                raise sqlite3.OperationalError("interrupted") from None
+            self.reconnects += 1
+        link = self._link
+        assert link is not None
+        # What may be stopped half-way: a read, or anything in a transaction but its COMMIT
+        # (the node rolls the transaction back).  A write outside one runs to its answer.
+        stoppable = not write or (self._in_tx and verb not in ("COMMIT", "END"))
+        try:
+            link.send(_wire.message(request, body))
+            kind, r = link.receive(self._stop_requested if stoppable else None)
+        except _Stopped:
+            raise self._interrupted_error() from None
+        except OSError as exc:
+            self._drop()
+            return self._broken(exc, sql, verb, write)
+        if kind == _wire.R_FAILURE:
+            f = r.failure()
+            if f.code == _wire.SQLITE_IOERR_NOT_LEADER:
+                self._drop()
+                if self._in_tx:
+                    self._lose("the leader changed")
+                    raise TransactionLostError(
+                        "the transaction was lost: the dqlite leader changed while it was "
+                        "open, and nothing of it was applied. Roll back and run it again"
+                    )
+                raise _Retry()
+            if f.code == _wire.SQLITE_IOERR_LEADERSHIP_LOST:
+                self._drop()
+                if verb in ("COMMIT", "END") or (write and not self._in_tx):
+                    self._lose("leadership lost at commit")
+                    self._lost = None
+                    raise CommitUnknownError(
+                        "the dqlite leader lost its leadership while replicating this "
+                        f"{'commit' if verb else 'write'}: it may or may not have been "
+                        "applied. Check before running it again"
+                    )
+                self._lose("the leader lost its leadership")
+                raise TransactionLostError(
+                    "the transaction was lost: the dqlite leader lost its leadership while "
+                    "it was open. Roll back and run it again"
+                )
+            if f.code == _SQLITE_ROW and _sql.setting(sql) is not None:
+                # A setting that echoes its new value (EXEC wants none): it took effect.
+                self._track(verb, sql)
+                return None, (0, 0)
+            if f.code & 0xFF == 1 and "no transaction is active" in f.text:
+                self._end_tx()
+            raise _sqlite_error(f)
+        if kind == _wire.R_RESULT:
+            last, changes = r.u64(), r.u64()
+            self.total_changes += changes
+            self._track(verb, sql)
+            return None, (last if last < 1 << 63 else last - (1 << 64), changes)
+        if kind == _wire.R_ROWS:
+            names = r.columns()
+            rows: deque[tuple[Any, ...]] = deque()  # (a deque: fetchone pops from the left)
+            more = r.rows(len(names), rows)
+            return names, (rows, more)
+        self._drop()
+        raise sqlite3.InterfaceError(f"dqlite answered with an unexpected message type {kind}")
+
+    def _broken(
+        self, exc: BaseException, sql: str, verb: Optional[str], write: bool
+    ) -> tuple[Optional[list[str]], Any]:
+        """The connection broke after the request was (perhaps) sent."""
+        where = f"the connection to the leader broke ({exc})"
+        if verb in ("COMMIT", "END"):
+            self._lose(where)
+            self._lost = None
+            raise CommitUnknownError(
+                f"{where} after COMMIT was sent: the transaction may or may not have been "
+                "applied. Check before running it again"
+            ) from exc
+        if self._in_tx:
+            self._lose(where)
+            raise TransactionLostError(
+                f"the transaction was lost: {where}. Nothing of it was applied; roll back "
+                "and run it again"
+            ) from exc
+        if write:
+            raise CommitUnknownError(
+                f"{where} after the write was sent: it may or may not have been applied. "
+                "Check before running it again"
+            ) from exc
+        raise _Retry()
+
+    def _interrupted_error(self) -> sqlite3.OperationalError:
+        """A stopped wait: the socket is closed, which ends the statement on the node."""
+        self._drop()
+        self._lose("interrupted")
+        return sqlite3.OperationalError("interrupted")
+
+    def _more(self, cur: Cursor) -> bool:
+        """Read the next batch of a query's rows into ``cur``; whether more follow."""
+        link = self._link
+        assert link is not None
+        assert self._stream is cur
+        try:
+            kind, r = link.receive(self._stop_requested)
+        except _Stopped:
+            raise self._interrupted_error() from None
+        except OSError as exc:
+            self._drop()
+            self._lose(f"the connection to the leader broke ({exc})")
+            raise sqlite3.OperationalError(
+                f"the connection to the dqlite leader broke while reading rows ({exc}); "
+                "run the query again"
+            ) from exc
+        if kind == _wire.R_FAILURE:
+            self._stream = None
+            raise _sqlite_error(r.failure())
+        r.columns()
+        return r.rows(len(cur._names), cur._rows)
+
+
+class _Retry(Exception):
+    """Nothing was applied; send the statement again, to the new leader."""
+
+
+class Cursor:
+    """The subset of ``sqlite3.Cursor`` the Database uses.  Rows arrive in batches (about
+    a memory page each): fetchone() reads only as many as it needs."""
+
+    arraysize = 1
+
+    def __init__(self, conn: Connection) -> None:
+        self.connection = conn
+        self.row_factory: Any = None
+        self.description: Optional[tuple[tuple[Any, ...], ...]] = None
+        self.lastrowid: Optional[int] = None
+        self.rowcount = -1
+        self._names: list[str] = []
+        self._rows: deque[tuple[Any, ...]] = deque()
+        self._more = False
+
+    def execute(self, sql: str, params: Any = ()) -> Cursor:
+        conn = self.connection
+        names, result = conn.run(sql, params)
+        if names is None:
+            self.description = None
+            self._rows = deque()
+            self._more = False
+            self.lastrowid, self.rowcount = result
+            return self
+        self._names = names
+        self.description = tuple((n, None, None, None, None, None, None) for n in names)
+        self._rows, self._more = result
+        self.rowcount = -1
+        if self._more:
+            conn._stream = self
+        return self
+
+    def executemany(self, sql: str, seq: Iterable[Any]) -> Cursor:
+        if _sql.route(sql) == _sql.QUERY:
+            raise sqlite3.ProgrammingError("executemany() can only execute DML statements.")
+        total = 0
+        for params in seq:
+            self.execute(sql, params)
+            total += self.rowcount
+        self.rowcount = total
+        return self
+
+    def _fill(self) -> bool:
+        """Read another batch; False when the result is complete."""
+        if not self._more:
+            return False
+        self._more = self.connection._more(self)
+        if not self._more:
+            self.connection._stream = None
+        return True
+
+    def _drain(self) -> None:
+        while self._fill():
+            pass
+
+    def _make(self, row: tuple[Any, ...]) -> Any:
+        factory = self.row_factory
+        if factory is None:
+            return row
+        return factory(self.connection._shape(tuple(self._names)), row)
+
+    def fetchone(self) -> Any:
+        while not self._rows:
+            if not self._fill():
+                return None
+        return self._make(self._rows.popleft())
+
+    def fetchmany(self, size: Optional[int] = None) -> list[Any]:
+        n = self.arraysize if size is None else size
+        out: list[Any] = []
+        while len(out) < n:
+            if not self._rows and not self._fill():
+                break
+            while self._rows and len(out) < n:
+                out.append(self._make(self._rows.popleft()))
+        return out
+
+    def fetchall(self) -> list[Any]:
+        self._drain()
+        rows, self._rows = self._rows, deque()
+        if self.row_factory is None:
+            return list(rows)
+        return [self._make(r) for r in rows]
+
+    def close(self) -> None:
+        conn = self.connection
+        if self._more and conn._stream is self:
+            # The node sends the whole result whatever the client reads: outside a
+            # transaction a new connection is cheaper than the rest of a big result.
+            if conn.in_transaction:
+                self._drain()
+            else:
+                conn._drop()
+        self._more = False
+        self._rows = deque()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        row = self.fetchone()
+        if row is None:
+            raise StopIteration
+        return row
