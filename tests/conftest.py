@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import aiolite
-from dqlite_cluster import Cluster, require
+from dqlite_cluster import Cluster, running
 
 # SQLAlchemy's compliance suite runs under its own pytest plugin and config (make
 # test-sqlalchemy); the main run must not collect it.
@@ -38,10 +38,8 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def dqlite_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One dqlite node for the whole run (each test uses a database of its own on it)."""
-    require()
-    cluster = Cluster(tmp_path_factory.mktemp("dqlite"), 1).start()
-    yield cluster
-    cluster.stop()
+    with running(tmp_path_factory.mktemp("dqlite"), 1) as cluster:
+        yield cluster
 
 
 def on_dqlite(location: Any) -> bool:

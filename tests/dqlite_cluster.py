@@ -3,6 +3,7 @@ its data in a temporary directory, stopped by its PID (SIGTERM, then SIGKILL).""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -108,6 +110,18 @@ class NodeProcess:
         if proc is not None and proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@contextlib.contextmanager
+def running(root: Path, size: int) -> Iterator[Cluster]:
+    """A started cluster of ``size`` nodes under ``root``, stopped at exit (skips where
+    libdqlite is missing, see require())."""
+    require()
+    cluster = Cluster(root, size).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 class Cluster:

@@ -156,6 +156,21 @@ class _Link:
         except OSError:
             pass
 
+    def check_alive(self) -> None:
+        """Raise ConnectionResetError if the node closed this idle connection (it died, or
+        stopped serving): then a request is known not to have been sent."""
+        sock = self.sock
+        sock.setblocking(False)
+        try:
+            data = sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return  # open, nothing to read: the normal case
+        finally:
+            sock.setblocking(True)
+        if not data:
+            raise ConnectionResetError(f"dqlite node {self.address} closed the connection")
+        raise ConnectionResetError(f"dqlite node {self.address} sent an unexpected message")
+
     def send(self, data: bytes) -> None:
         self.sock.settimeout(None)
         self.sock.sendall(data)
@@ -589,7 +604,19 @@ class Connection:
         # (the node rolls the transaction back).  A write outside one runs to its answer.
         stoppable = not write or (self._in_tx and verb not in ("COMMIT", "END"))
         try:
+            # A request that did not leave whole was not run: the node runs whole messages.
+            link.check_alive()
             link.send(_wire.message(request, body))
+        except OSError as exc:
+            self._drop()
+            if self._in_tx:
+                self._lose(f"the connection to the leader broke ({exc})")
+                raise TransactionLostError(
+                    f"the transaction was lost: the connection to the leader broke ({exc}). "
+                    "Nothing of it was applied; roll back and run it again"
+                ) from exc
+            raise _Retry() from exc
+        try:
             kind, r = link.receive(self._stop_requested if stoppable else None)
         except _Stopped:
             raise self._interrupted_error() from None
@@ -679,6 +706,8 @@ class Connection:
         assert link is not None
         assert self._stream is cur
         try:
+            if self._stop_requested():  # a stream that never pauses never times out either
+                raise _Stopped()
             kind, r = link.receive(self._stop_requested)
         except _Stopped:
             raise self._interrupted_error() from None

@@ -1,0 +1,414 @@
+"""aiolite on dqlite: the wire client's rules, the guards, cancellation, nodes, failover.
+
+The Database API itself runs on a dqlite node in test_database.py and test_types.py (the
+``location`` fixture); this module tests what only a cluster has.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import aiolite
+from aiolite._dqlite import _node, _sql, _wire
+from aiolite._dqlite._client import Connection, Target
+from dqlite_cluster import Cluster, require, running
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def cdb(dqlite_node: Cluster) -> AsyncIterator[aiolite.Database]:
+    async with aiolite.open(dqlite_node.url(), readers=2) as db:
+        await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        yield db
+
+
+@pytest.fixture(scope="module")
+def trio_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three nodes, for the tests that kill one (module scope: they restart it)."""
+    with running(tmp_path_factory.mktemp("dqlite3"), 3) as cluster:
+        yield cluster
+
+
+# ---- what the client decides from the SQL alone ----
+
+
+def test_statements_are_routed_by_what_they_do() -> None:
+    assert _sql.route("SELECT 1") == _sql.QUERY
+    assert _sql.route("  -- c\n values (1)") == _sql.QUERY
+    assert _sql.route("WITH x AS (SELECT 1) SELECT * FROM x") == _sql.QUERY
+    assert _sql.route("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x") == _sql.EXEC
+    assert _sql.route("PRAGMA user_version") == _sql.QUERY
+    assert _sql.route("PRAGMA table_info(t)") == _sql.QUERY
+    assert _sql.route("PRAGMA user_version = 3") == _sql.EXEC
+    assert _sql.route("INSERT INTO t VALUES ('RETURNING')") == _sql.EXEC  # a literal
+    assert _sql.route("UPDATE t SET v = 1") == _sql.EXEC
+    assert _sql.route("BEGIN IMMEDIATE") == _sql.EXEC
+    for refused in [
+        "INSERT INTO t(v) VALUES (1) RETURNING id",
+        "WITH x AS (SELECT 1) DELETE FROM t RETURNING *",
+        "PRAGMA journal_mode=DELETE",
+        "PRAGMA main.page_size = 512",
+        "PRAGMA wal_checkpoint(TRUNCATE)",
+        "VACUUM",
+        "ATTACH 'x.db' AS x",
+    ]:
+        with pytest.raises(sqlite3.NotSupportedError, match="dqlite"):
+            _sql.route(refused)
+
+
+def test_named_parameters_take_sqlite_numbers() -> None:
+    assert _sql.bind("SELECT :a, :b, :a, @c", {"a": 1, "b": 2, "c": 3}) == [1, 2, 3]
+    assert _sql.bind("SELECT ':x', :y", {"y": 5}) == [5]  # ':x' is a string
+    assert _sql.bind("SELECT ?, ?", (1, 2)) == (1, 2)
+    with pytest.raises(sqlite3.ProgrammingError, match=":b"):
+        _sql.bind("SELECT :a, :b", {"a": 1})
+
+
+def test_scripts_split_like_sqlite() -> None:
+    script = (
+        "CREATE TABLE a(x); -- one; two\n"
+        "CREATE TRIGGER tr AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END;"
+        "INSERT INTO a VALUES (';');;  ; "
+        "SELECT 1"
+    )
+    parts = _sql.split(script)
+    assert len(parts) == 4
+    assert parts[1].strip().startswith("-- one; two\nCREATE TRIGGER")
+    assert parts[1].rstrip().endswith("END;")
+    assert parts[3].strip() == "SELECT 1"
+
+
+def test_parameters_encode_as_sqlite_binds_them() -> None:
+    data = _wire.encode_params([1, 2.5, "é", b"\x00\x01", None, True])
+    assert data[0] == 6
+    assert list(data[1:7]) == [_wire.INTEGER, _wire.FLOAT, _wire.TEXT, _wire.BLOB, _wire.NULL, 1]
+    assert len(data) % 8 == 0
+    with pytest.raises(OverflowError):
+        _wire.encode_params([1 << 64])
+    with pytest.raises(sqlite3.ProgrammingError, match="parameter 1"):
+        _wire.encode_params([object()])
+    with pytest.raises(sqlite3.ProgrammingError, match="NUL"):
+        _wire.encode_params(["a\0b"])
+    with pytest.raises(sqlite3.ProgrammingError, match="at most 255"):
+        _wire.encode_params([0] * 256)
+
+
+# ---- the Database on a node: values, guards, what does not apply ----
+
+
+async def test_values_round_trip(cdb: aiolite.Database) -> None:
+    await cdb.execute("CREATE TABLE v(i INTEGER, f REAL, s TEXT, b BLOB, n)")
+    values = (-(1 << 63), 1.25, "naïve ☃", b"\x00\xff" * 1000, None)
+    await cdb.execute("INSERT INTO v VALUES (?, ?, ?, ?, ?)", values)
+    await cdb.execute("INSERT INTO v VALUES (:i, :f, :s, :b, :n)", dict(zip("ifsbn", values)))
+    rows = await cdb.fetchall("SELECT * FROM v", row_factory=tuple)
+    assert rows == [values, values]
+    # Many rows arrive in several messages.
+    await cdb.executemany("INSERT INTO t(v) VALUES (?)", [(f"row {i}" * 10,) for i in range(3000)])
+    rows = await cdb.fetchall("SELECT id, v FROM t ORDER BY id", row_factory=tuple)
+    assert [r[0] for r in rows] == list(range(1, 3001))
+    assert rows[-1][1] == "row 2999" * 10
+    seen = [r[0] async for r in cdb.iterate("SELECT id FROM t ORDER BY id", row_factory=tuple)]
+    assert seen == list(range(1, 3001))
+
+
+async def test_guards_refuse_before_the_node_sees_it(cdb: aiolite.Database) -> None:
+    await cdb.execute("INSERT INTO t(v) VALUES ('a')")
+    with pytest.raises(sqlite3.NotSupportedError, match="RETURNING"):
+        await cdb.execute("INSERT INTO t(v) VALUES ('b') RETURNING id")
+    with pytest.raises(sqlite3.NotSupportedError, match="journal_mode"):
+        await cdb.execute("PRAGMA journal_mode=DELETE")
+    with pytest.raises(sqlite3.NotSupportedError, match="page_size"):
+        await cdb.executescript("CREATE TABLE u(x); PRAGMA page_size=1024;")
+    with pytest.raises(sqlite3.NotSupportedError, match="VACUUM"):
+        await cdb.execute("VACUUM")
+    # The node is alive and nothing of the refused statements ran.
+    assert await cdb.fetchall("SELECT v FROM t", row_factory=tuple) == [("a",)]
+    assert await cdb.fetchval("PRAGMA journal_mode") == "wal"
+
+
+async def test_what_does_not_apply_says_so(dqlite_node: Cluster, cdb: aiolite.Database) -> None:
+    with pytest.raises(sqlite3.NotSupportedError, match="checkpoints its own"):
+        await cdb.checkpoint()
+    with pytest.raises(sqlite3.NotSupportedError, match="backup"):
+        await cdb.vacuum_into("/tmp/x.db")
+    with pytest.raises(sqlite3.NotSupportedError, match="on the nodes"):
+        await cdb.health()
+    url = dqlite_node.url()
+    with pytest.raises(ValueError, match="wal_limit"):
+        aiolite.open(url, wal_limit=1000)
+    with pytest.raises(ValueError, match="external"):
+        aiolite.open(url, checkpoints="external")
+    with pytest.raises(sqlite3.NotSupportedError, match="owns it"):
+        aiolite.open(url, pragmas={"journal_mode": "DELETE"})
+    if sys.version_info >= (3, 11):
+        with pytest.raises(sqlite3.NotSupportedError, match="untrusted"):
+            aiolite.open(url, untrusted=True)
+    with pytest.raises(ValueError, match="dqlite://host:port"):
+        aiolite.open("dqlite://127.0.0.1:1/")
+
+
+async def test_no_leader_is_a_clear_error() -> None:
+    with pytest.raises(aiolite.NoLeaderError, match="no dqlite leader found"):
+        await aiolite.open("dqlite://127.0.0.1:9/app?timeout=0.3")
+
+
+async def test_backup_is_a_sqlite_file(cdb: aiolite.Database, tmp_path: Path) -> None:
+    await cdb.executemany("INSERT INTO t(v) VALUES (?)", [(str(i),) for i in range(500)])
+    pages = await cdb.backup(tmp_path / "copy.db")
+    assert pages > 0
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    assert copy.execute("SELECT count(*), max(v) FROM t").fetchone() == (500, "99")
+    assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    copy.close()
+
+
+async def test_readonly_and_statistics(dqlite_node: Cluster) -> None:
+    url = dqlite_node.url()
+    async with aiolite.open(url) as db:
+        await db.execute("CREATE TABLE t(x)")
+        before = db.statistics().round_trips
+        await db.execute("INSERT INTO t VALUES (1)")
+        assert await db.fetchval("SELECT x FROM t") == 1
+        assert db.statistics().round_trips - before == 2  # one job each: no BEGIN/COMMIT
+    async with aiolite.open(url, readonly=True) as db:
+        assert await db.fetchval("SELECT count(*) FROM t") == 1
+        with pytest.raises(aiolite.ReadOnlyError):
+            await db.execute("INSERT INTO t VALUES (2)")
+
+
+# ---- cancellation and time limits ----
+
+SLOW = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT i FROM r"
+
+
+async def test_a_timed_out_query_stops_and_the_database_goes_on(cdb: aiolite.Database) -> None:
+    await cdb.execute("INSERT INTO t(v) VALUES ('kept')")
+    start = time.monotonic()
+    with pytest.raises(aiolite.QueryTimeoutError):
+        await cdb.fetchall(SLOW, timeout=0.3)  # an endless stream of rows
+    assert time.monotonic() - start < 2.0
+    start = time.monotonic()
+    with anyio.move_on_after(0.3):
+        await cdb.fetchall(SLOW)
+    assert time.monotonic() - start < 2.0
+    assert await cdb.fetchval("SELECT v FROM t") == "kept"
+
+
+async def test_a_cancelled_transaction_is_rolled_back(cdb: aiolite.Database) -> None:
+    await cdb.execute("INSERT INTO t(id, v) VALUES (1, 'before')")
+    with anyio.move_on_after(0.3):
+        async with cdb.transaction() as tx:
+            await tx.execute("UPDATE t SET v = 'during' WHERE id = 1")
+            await tx.fetchall(SLOW)  # cancelled here, with the UPDATE not committed
+    assert await cdb.fetchval("SELECT v FROM t WHERE id = 1") == "before"
+    async with cdb.transaction() as tx:  # the writer works afterwards
+        await tx.execute("UPDATE t SET v = 'after' WHERE id = 1")
+    assert await cdb.fetchval("SELECT v FROM t WHERE id = 1") == "after"
+
+
+async def test_a_timed_out_read_inside_a_transaction_loses_it_clearly(
+    cdb: aiolite.Database,
+) -> None:
+    """On dqlite, stopping a statement closes its connection: the node rolls the
+    transaction back, and every later statement of it says so (never autocommits)."""
+
+    async def transfer() -> None:
+        async with cdb.transaction() as tx:
+            await tx.execute("INSERT INTO t(v) VALUES ('lost')")
+            with pytest.raises(aiolite.QueryTimeoutError):
+                await tx.fetchall(SLOW, timeout=0.2)
+            await tx.execute("INSERT INTO t(v) VALUES ('after')")
+
+    with pytest.raises(aiolite.TransactionLostError):
+        await transfer()
+    assert await cdb.fetchval("SELECT count(*) FROM t") == 0
+    await cdb.execute("INSERT INTO t(v) VALUES ('ok')")
+    assert await cdb.fetchval("SELECT count(*) FROM t") == 1
+
+
+async def test_seeded_transfers_under_random_cancels_keep_the_total(
+    dqlite_node: Cluster,
+) -> None:
+    """Concurrent transfers between accounts, each cancelled at a random moment: the total
+    never changes and every account stays >= 0 (no half-applied transaction)."""
+    rng = random.Random(1613)
+    async with aiolite.open(dqlite_node.url(), readers=2) as db:
+        await db.execute("CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER NOT NULL)")
+        await db.executemany("INSERT INTO acct VALUES (?, 100)", [(i,) for i in range(8)])
+        done = cancelled = 0
+
+        async def transfer(src: int, dst: int, amount: int, limit: float) -> None:
+            nonlocal done, cancelled
+            with anyio.move_on_after(limit) as scope:
+                async with db.transaction() as tx:
+                    bal = await tx.fetchval("SELECT bal FROM acct WHERE id = ?", (src,))
+                    if bal < amount:
+                        return
+                    await tx.execute("UPDATE acct SET bal = bal - ? WHERE id = ?", (amount, src))
+                    await anyio.lowlevel.checkpoint()
+                    await tx.execute("UPDATE acct SET bal = bal + ? WHERE id = ?", (amount, dst))
+            if scope.cancelled_caught:
+                cancelled += 1
+            else:
+                done += 1
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(120):
+                src, dst = rng.sample(range(8), 2)
+                tg.start_soon(transfer, src, dst, rng.randint(1, 40), rng.uniform(0.001, 0.05))
+        rows = await db.fetchall("SELECT bal FROM acct", row_factory=tuple)
+        assert sum(b for (b,) in rows) == 800
+        assert min(b for (b,) in rows) >= 0
+        assert done > 0, (done, cancelled)
+        assert cancelled > 0, (done, cancelled)
+
+
+# ---- nodes ----
+
+
+def test_a_missing_library_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_node, "_lib", None)
+    monkeypatch.setattr(_node, "_LIBRARY", "libdqlite-not-here.so.0")
+    monkeypatch.setattr(_node.ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(aiolite.NodeError, match="apt-get install libdqlite0"):
+        aiolite.Node("127.0.0.1:1", "/tmp/nowhere").start()
+
+
+def test_an_in_process_node_keeps_its_identity(tmp_path: Path) -> None:
+    require()
+    from dqlite_cluster import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    with aiolite.Node(address, str(tmp_path / "n"), latency_ms=20) as node:
+        assert node.running
+        assert node.id == 1
+        conn = Connection(Target(f"dqlite://{address}/app"))
+        conn.execute("CREATE TABLE t(x)")
+        conn.execute("INSERT INTO t VALUES (42)")
+        conn.close()
+    assert not node.running
+    with aiolite.Node(address, str(tmp_path / "n"), latency_ms=20) as again:
+        assert again.id == 1
+        conn = Connection(Target(f"dqlite://{address}/app"))
+        assert conn.execute("SELECT x FROM t").fetchall() == [(42,)]
+        conn.close()
+    other = f"127.0.0.1:{free_port()}"
+    with pytest.raises(aiolite.NodeError, match="belongs to the node at"):
+        aiolite.Node(other, str(tmp_path / "n")).start()
+
+
+def test_node_cli_usage_errors() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "aiolite", "node", "--bind", "nonsense", "--dir", "/tmp/x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "host:port" in proc.stderr
+
+
+# ---- three nodes: failover ----
+
+
+async def test_failover_loses_no_acknowledged_write_and_applies_none_twice(
+    trio_cluster: Cluster,
+) -> None:
+    """Kill -9 the leader during a write load: every acknowledged insert is there once, an
+    insert whose outcome was unknown is there at most once, transactions in flight fail
+    with a ClusterError, and the writes go on after the election."""
+    url = trio_cluster.url(timeout=15)
+    acked: list[int] = []
+    unknown: list[int] = []
+    errors: list[BaseException] = []
+    async with aiolite.open(url, readers=1) as db:
+        await db.execute("CREATE TABLE w(k INTEGER NOT NULL, via TEXT)")  # no key: dups show
+        leader = trio_cluster.leader()
+        killed_at = 0.0
+        first_after: list[float] = []
+        warmed_up = anyio.Event()
+
+        async def load() -> None:
+            for k in range(1, 100_000):
+                if killed_at and len(first_after) >= 1 and len(acked) > k_at_kill + 30:
+                    return
+                try:
+                    if k % 3:
+                        await db.execute("INSERT INTO w(k, via) VALUES (?, 'auto')", (k,))
+                    else:
+                        async with db.transaction() as tx:
+                            await tx.execute("INSERT INTO w(k, via) VALUES (?, 'tx')", (k,))
+                            await tx.fetchval("SELECT count(*) FROM w")
+                except aiolite.CommitUnknownError as exc:
+                    unknown.append(k)
+                    errors.append(exc)
+                    continue
+                except aiolite.ClusterError as exc:
+                    errors.append(exc)
+                    continue
+                acked.append(k)
+                if len(acked) == 40:
+                    warmed_up.set()
+                if killed_at and not first_after:
+                    first_after.append(time.monotonic() - killed_at)
+
+        k_at_kill = 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(load)
+            await warmed_up.wait()
+            k_at_kill = len(acked)
+            killed_at = time.monotonic()
+            leader.kill()
+        assert first_after, "no write succeeded after the leader was killed"
+        assert first_after[0] < 10.0
+        rows = await db.fetchall("SELECT k, count(*) FROM w GROUP BY k", row_factory=tuple)
+    counts = dict(rows)
+    assert all(n == 1 for n in counts.values()), "a write was applied twice"
+    assert all(k in counts for k in acked), "an acknowledged write was lost"
+    assert set(counts) <= set(acked) | set(unknown), "a failed write was applied"
+    assert all(isinstance(e, aiolite.ClusterError) for e in errors)
+    # The killed node comes back as a follower and catches up.
+    leader.start()
+    trio_cluster.wait_for_voters(3)
+
+
+async def test_reads_and_refused_writes_follow_the_new_leader(trio_cluster: Cluster) -> None:
+    async with aiolite.open(trio_cluster.url(timeout=15), readers=1) as db:
+        await db.execute("CREATE TABLE r(x)")
+        await db.execute("INSERT INTO r VALUES (1)")
+        leader = trio_cluster.leader()
+        leader.kill()
+        try:
+            # Both go to the new leader after the election, without an error.
+            assert await db.fetchval("SELECT count(*) FROM r") == 1
+            await db.execute("INSERT INTO r VALUES (2)")
+            assert await db.fetchval("SELECT count(*) FROM r") == 2
+            assert trio_cluster.leader().address != leader.address
+        finally:
+            leader.start()
+            trio_cluster.wait_for_voters(3)
+
+
+def test_a_follower_refuses_and_the_client_finds_the_leader(trio_cluster: Cluster) -> None:
+    leader = trio_cluster.leader()
+    follower = next(n for n in trio_cluster.nodes if n is not leader)
+    conn = Connection(Target(f"dqlite://{follower.address}/app"))  # only a follower named
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS f(x)")
+        conn.execute("INSERT INTO f VALUES (1)")
+        assert conn.execute("SELECT count(*) >= 1 FROM f").fetchone() == (1,)
+        assert conn.target.leader == leader.address
+    finally:
+        conn.close()
