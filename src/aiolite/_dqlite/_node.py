@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -29,6 +30,10 @@ from ._wire import Failure
 __all__ = ["Node", "NodeError"]
 
 _LIBRARY = "libdqlite.so.0"
+#: int connect(void *arg, const char *address, int *fd): how a node dials another.
+_CONNECT = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)
+)
 _IDENTITY = "aiolite-node.json"
 _lib: Any = None
 
@@ -51,6 +56,7 @@ def _load() -> Any:
     lib.dqlite_node_create.argtypes = [ull, c, c, ctypes.POINTER(p)]
     lib.dqlite_node_set_bind_address.argtypes = [p, c]
     lib.dqlite_node_set_network_latency_ms.argtypes = [p, u]
+    lib.dqlite_node_set_connect_func.argtypes = [p, _CONNECT, p]
     lib.dqlite_node_start.argtypes = [p]
     lib.dqlite_node_stop.argtypes = [p]
     lib.dqlite_node_destroy.argtypes = [p]
@@ -59,15 +65,29 @@ def _load() -> Any:
     lib.dqlite_node_errmsg.restype = c
     lib.dqlite_generate_node_id.argtypes = [c]
     lib.dqlite_generate_node_id.restype = ull
-    lib.dqlite_version_number.restype = ctypes.c_int
     _lib = lib
     return lib
 
 
-def library_version() -> str:
-    """libdqlite's version, e.g. '1.11.1' (loads the library)."""
-    n = _load().dqlite_version_number()
-    return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
+def _dial(_: Any, address: bytes, fd: Any) -> int:
+    """Connect to another node, with TCP_NODELAY (a libuv thread of the node calls this).
+
+    libdqlite's own dialer leaves Nagle's algorithm on: a Raft append of a few KiB then
+    waits for the follower's delayed ACK, and a 3-node commit takes ~14 ms instead of
+    ~1.5 ms (measured: 70 against 610 commits/s with 1 KiB rows).  Go's client dials with
+    NODELAY, which is why go-dqlite did not see it."""
+    try:
+        host, _, port = address.decode().rpartition(":")
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(None)
+        fd[0] = sock.detach()
+        return 0
+    except (OSError, ValueError):
+        return 1  # libdqlite reports RAFT_NOCONNECTION and retries later
+
+
+_dial_c = _CONNECT(_dial)  # one for the process: a callback must outlive every node
 
 
 class Node:
@@ -158,9 +178,10 @@ class Node:
                 lib.dqlite_node_destroy(handle)
             raise NodeError(f"dqlite could not create the node ({rv}): {_text(message)}")
         try:
-            self._check(
-                lib, handle, lib.dqlite_node_set_bind_address(handle, self.address.encode()), "bind"
-            )
+            rv = lib.dqlite_node_set_bind_address(handle, self.address.encode())
+            self._check(lib, handle, rv, f"bind {self.address}")
+            rv = lib.dqlite_node_set_connect_func(handle, _dial_c, None)
+            self._check(lib, handle, rv, "set the connect function")
             if self.latency_ms is not None:
                 rv = lib.dqlite_node_set_network_latency_ms(handle, int(self.latency_ms))
                 self._check(lib, handle, rv, "set the network latency")
