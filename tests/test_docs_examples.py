@@ -52,3 +52,11 @@ def test_maintenance_example(tmp_path: Path) -> None:
 
 def test_trio_example(tmp_path: Path) -> None:
     assert run(first_python_block("trio-anyio.md"), tmp_path) == "10\n"
+
+
+def test_scale_out_example(tmp_path: Path) -> None:
+    """Three in-process dqlite nodes and a Database on them, as docs/scale-out.md shows."""
+    from dqlite_cluster import require
+
+    require()
+    assert run(first_python_block("scale-out.md"), tmp_path) == "[(1, 'ADA')]\n"

@@ -21,7 +21,7 @@ import pytest
 import aiolite
 from aiolite._dqlite import _node, _sql, _wire
 from aiolite._dqlite._client import Connection, Target
-from dqlite_cluster import Cluster, require, running
+from dqlite_cluster import Cluster, NodeProcess, require, running
 
 pytestmark = pytest.mark.anyio
 
@@ -412,3 +412,81 @@ def test_a_follower_refuses_and_the_client_finds_the_leader(trio_cluster: Cluste
         assert conn.target.leader == leader.address
     finally:
         conn.close()
+
+
+async def test_seeded_transfers_across_leader_kills_stay_consistent(
+    trio_cluster: Cluster,
+) -> None:
+    """Transfers (two updates and a log row in one transaction) while the leader is killed
+    at seeded random moments: the balances always equal the start plus the logged
+    transfers (nothing half-applied), every acknowledged transfer is logged once, and one
+    whose outcome was unknown at most once."""
+    rng = random.Random(2026)
+    acked: list[int] = []
+    unknown: list[int] = []
+    async with aiolite.open(trio_cluster.url(timeout=15), readers=1) as db:
+        await db.executescript(
+            "CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER NOT NULL);"
+            "CREATE TABLE log(tid INTEGER NOT NULL, src INTEGER, dst INTEGER, amount INTEGER);"
+        )
+        await db.executemany("INSERT INTO acct VALUES (?, 1000)", [(i,) for i in range(5)])
+        stop = anyio.Event()
+        # Set once `want` more transfers were acknowledged (writes resumed after a kill).
+        want: list[int] = []
+        resumed: list[anyio.Event] = [anyio.Event()]
+
+        async def transfers() -> None:
+            tid = 0
+            while not stop.is_set():
+                tid += 1
+                src, dst = rng.sample(range(5), 2)
+                amount = rng.randint(1, 20)
+                try:
+                    async with db.transaction() as tx:
+                        await tx.execute(
+                            "UPDATE acct SET bal = bal - ? WHERE id = ?", (amount, src)
+                        )
+                        await tx.execute(
+                            "UPDATE acct SET bal = bal + ? WHERE id = ?", (amount, dst)
+                        )
+                        await tx.execute(
+                            "INSERT INTO log VALUES (?, ?, ?, ?)", (tid, src, dst, amount)
+                        )
+                except aiolite.CommitUnknownError:
+                    unknown.append(tid)
+                    continue
+                except aiolite.ClusterError:
+                    continue
+                acked.append(tid)
+                if want and len(acked) >= want[-1]:
+                    resumed[-1].set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(transfers)
+            for _ in range(2):
+                await anyio.sleep(rng.uniform(0.2, 0.6))
+                leader = trio_cluster.leader()
+                leader.kill()
+                resumed.append(anyio.Event())
+                want.append(len(acked) + 10)
+                with anyio.fail_after(20):
+                    await resumed[-1].wait()
+
+                def restart(node: NodeProcess = leader) -> None:
+                    node.start()
+                    trio_cluster.wait_for_voters(3)
+
+                await anyio.to_thread.run_sync(restart)
+            stop.set()
+        bal = dict(await db.fetchall("SELECT id, bal FROM acct", row_factory=tuple))
+        log = await db.fetchall("SELECT tid, src, dst, amount FROM log", row_factory=tuple)
+    expected = dict.fromkeys(range(5), 1000)
+    for _, src, dst, amount in log:
+        expected[src] -= amount
+        expected[dst] += amount
+    assert bal == expected, "a transfer was half-applied"
+    tids = [t for t, *_ in log]
+    assert len(tids) == len(set(tids)), "a transfer was applied twice"
+    assert set(acked) <= set(tids), "an acknowledged transfer was lost"
+    assert set(tids) <= set(acked) | set(unknown), "a failed transfer was applied"
+    assert len(acked) > 20
