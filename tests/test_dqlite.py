@@ -89,6 +89,18 @@ def test_scripts_split_like_sqlite() -> None:
     assert parts[3].strip() == "SELECT 1"
 
 
+def test_busy_timeout_stays_on_the_client(dqlite_node: Cluster) -> None:
+    conn = Connection(Target(dqlite_node.url()))
+    try:
+        assert conn.execute("PRAGMA busy_timeout = 2500;").fetchall() == [(2500,)]
+        assert conn.busy_timeout_ms == 2500
+        assert conn.execute("PRAGMA busy_timeout").fetchall() == [(2500,)]
+        with pytest.raises(sqlite3.OperationalError, match="milliseconds"):
+            conn.execute("PRAGMA busy_timeout = 'soon'")
+    finally:
+        conn.close()
+
+
 def test_parameters_encode_as_sqlite_binds_them() -> None:
     data = _wire.encode_params([1, 2.5, "é", b"\x00\x01", None, True])
     assert data[0] == 6
@@ -143,8 +155,14 @@ async def test_what_does_not_apply_says_so(dqlite_node: Cluster, cdb: aiolite.Da
         await cdb.checkpoint()
     with pytest.raises(sqlite3.NotSupportedError, match="backup"):
         await cdb.vacuum_into("/tmp/x.db")
-    with pytest.raises(sqlite3.NotSupportedError, match="on the nodes"):
-        await cdb.health()
+    health = await cdb.health()
+    assert health.path == cdb.path
+    assert health.path.startswith("dqlite://")
+    assert health.journal_mode == "wal"
+    assert health.file_bytes == health.page_size * health.page_count > 0
+    assert health.wal_bytes is None
+    assert await cdb.integrity_check() == []
+    assert await cdb.foreign_key_check() == []
     url = dqlite_node.url()
     with pytest.raises(ValueError, match="wal_limit"):
         aiolite.open(url, wal_limit=1000)
@@ -490,3 +508,40 @@ async def test_seeded_transfers_across_leader_kills_stay_consistent(
     assert set(acked) <= set(tids), "an acknowledged transfer was lost"
     assert set(tids) <= set(acked) | set(unknown), "a failed transfer was applied"
     assert len(acked) > 20
+
+
+async def test_busy_waits_on_the_client_for_busy_timeout(dqlite_node: Cluster) -> None:
+    """Two Databases (two processes, say) on one cluster database: a write that finds the
+    other's transaction holding the lock waits for it (the client retries; the node never
+    waits), and fails with "database is locked" once busy_timeout passes."""
+    url = dqlite_node.url()
+    for busy_timeout, hold in ((5.0, 0.3), (0.2, 1.0)):
+        async with (
+            aiolite.open(url, readers=1) as a,
+            aiolite.open(url, readers=1, busy_timeout=busy_timeout) as b,
+        ):
+            await a.execute("CREATE TABLE IF NOT EXISTS t(x)")
+            await a.execute("DELETE FROM t")
+            held = anyio.Event()
+
+            async def holder(
+                db: aiolite.Database = a, held: anyio.Event = held, hold: float = hold
+            ) -> None:
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO t VALUES (1)")
+                    held.set()
+                    await anyio.sleep(hold)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(holder)
+                await held.wait()
+                start = time.monotonic()
+                if busy_timeout > hold:
+                    await b.execute("INSERT INTO t VALUES (2)")  # after a's commit
+                    assert time.monotonic() - start >= hold - 0.1
+                else:
+                    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+                        await b.execute("INSERT INTO t VALUES (2)")
+                    assert busy_timeout - 0.05 <= time.monotonic() - start < hold
+            rows = await b.fetchall("SELECT x FROM t ORDER BY x", row_factory=tuple)
+            assert rows == ([(1,), (2,)] if busy_timeout > hold else [(1,)])

@@ -715,10 +715,10 @@ class Database(Queries, Opening):
         return list(await self._on_reserved_reader(run_foreign_key_check))
 
     async def health(self) -> Health:
-        """Journal mode, page and freelist counts, file and WAL sizes, schema version."""
-        self._not_on_cluster(
-            "health()", "the files are on the nodes; ask the database with fetchval('PRAGMA ...')"
-        )
+        """Journal mode, page and freelist counts, file and WAL sizes, schema version.
+
+        On dqlite: ``path`` is the URL, ``file_bytes`` the pages' size, ``wal_bytes`` None.
+        """
         health: Health = await self._on_reserved_reader(run_health)
         return health
 

@@ -195,7 +195,10 @@ def run_health(conn: sqlite3.Connection) -> Health:
     def pragma(name: str) -> Any:
         return conn.execute(f"PRAGMA {name}").fetchone()[0]
 
-    path = main_file(conn)
+    # A dqlite connection names its cluster: the files are on the nodes, the database's
+    # size is its pages, and the node's WAL is not the client's to measure.
+    url = getattr(conn, "url", None)
+    path = url or main_file(conn)
 
     version = None
     if conn.execute(
@@ -209,8 +212,12 @@ def run_health(conn: sqlite3.Connection) -> Health:
         page_size=int(pragma("page_size")),
         page_count=int(pragma("page_count")),
         freelist_count=int(pragma("freelist_count")),
-        file_bytes=file_size(path) if path else None,
-        wal_bytes=(file_size(path + "-wal") or 0) if path else None,
+        file_bytes=(
+            int(pragma("page_size")) * int(pragma("page_count"))
+            if url
+            else (file_size(path) if path else None)
+        ),
+        wal_bytes=None if url else ((file_size(path + "-wal") or 0) if path else None),
         user_version=int(pragma("user_version")),
         schema_version=version,
     )

@@ -8,7 +8,7 @@ is the same code on a file and on a cluster; the event loop never touches a sock
 What sqlite3 answers locally, this client decides from what it sent:
 
 * the leader: found by asking the nodes (LEADER), again whenever it changes;
-* EXEC or QUERY: by the statement's tokens (``_sql.route``);
+* EXEC or QUERY: by the statement's tokens (``_sql.plan``);
 * ``in_transaction``: by the transaction statements that succeeded;
 * a leader change: a read, or a write the old leader refused (not leader), is sent again
   to the new leader; a transaction open on the old leader is gone (it was never
@@ -305,6 +305,11 @@ class Connection:
     # -- sqlite3.Connection's API --
 
     @property
+    def url(self) -> str:
+        """The cluster's URL (what health() reports as the database's path)."""
+        return self.target.url
+
+    @property
     def in_transaction(self) -> bool:
         return self._in_tx or self._lost is not None
 
@@ -450,7 +455,8 @@ class Connection:
         self._interrupted = False
         if self._stream is not None:
             self._stream._drain()
-        verb = _sql.transaction_verb(sql)
+        plan = _sql.plan(sql)
+        verb = plan.verb
         if self._lost is not None:
             if verb == "ROLLBACK":
                 self._lost = None  # the node rolled it back already
@@ -463,10 +469,11 @@ class Connection:
         # SQLITE_TRANSACTION (22): the one action aiolite's guard refuses.
         if verb is not None and authorizer is not None and authorizer(22, None, None, None, None):
             raise sqlite3.DatabaseError("not authorized")
-        local = self._local_pragma(sql)
-        if local is not None:
-            return local
-        kind = _sql.route(sql)
+        if plan.first == "PRAGMA" and plan.words[1:2] == ["BUSY_TIMEOUT"]:
+            return self._busy_timeout_pragma(sql)
+        if plan.refused is not None:
+            raise plan.refused
+        kind = plan.kind
         values = _sql.bind(sql, params)
         body = _wire.u64(self._db_id) + _wire.text(sql) + _wire.encode_params(values)
         request = _wire.QUERY_SQL if kind == _sql.QUERY else _wire.EXEC_SQL
@@ -500,11 +507,11 @@ class Connection:
                         "the statement was not run"
                     ) from None
                 continue
-            if kind == _sql.EXEC and _sql.first_word(sql) in _DDL:
+            if kind == _sql.EXEC and plan.first in _DDL:
                 self.target.schema_epoch += 1
-            name = _sql.setting(sql) if kind == _sql.EXEC and verb is None else None
+            name = plan.setting if kind == _sql.EXEC else None
             if name is not None:
-                self._setup = [s for s in self._setup if _sql.setting(s) != name]
+                self._setup = [s for s in self._setup if _sql.plan(s).setting != name]
                 self._setup.append(sql)
             return result
 
@@ -524,18 +531,13 @@ class Connection:
         self._schema_epoch = epoch
         self._schema_at = now
 
-    def _local_pragma(self, sql: str) -> Optional[tuple[Optional[list[str]], Any]]:
+    def _busy_timeout_pragma(self, sql: str) -> tuple[Optional[list[str]], Any]:
         """``PRAGMA busy_timeout``: kept here, never sent (a node must not wait for locks)."""
-        if "busy_timeout" not in sql.lower():
-            return None
-        tokens = [(k, t.lower()) for k, t in _sql._tokens(sql)]
-        if tokens[:2] != [("word", "pragma"), ("word", "busy_timeout")]:
-            return None
-        rest = tokens[2:]
+        rest = [t for _, t in _sql._tokens(sql)][2:]
         if not rest:
             return ["timeout"], (deque([(self.busy_timeout_ms,)]), False)
-        value = rest[-1][1]
-        if rest[0] == ("other", "=") and value.isdigit():
+        value = "".join(rest[1:]).strip(";")
+        if rest[0] == "=" and value.isdigit():
             self.busy_timeout_ms = int(value)
             return ["timeout"], (deque([(self.busy_timeout_ms,)]), False)
         raise sqlite3.OperationalError(f"PRAGMA busy_timeout takes milliseconds, got {sql!r}")
@@ -649,7 +651,7 @@ class Connection:
                     "the transaction was lost: the dqlite leader lost its leadership while "
                     "it was open. Roll back and run it again"
                 )
-            if f.code == _SQLITE_ROW and _sql.setting(sql) is not None:
+            if f.code == _SQLITE_ROW and _sql.plan(sql).setting is not None:
                 # A setting that echoes its new value (EXEC wants none): it took effect.
                 self._track(verb, sql)
                 return None, (0, 0)

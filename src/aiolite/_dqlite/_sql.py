@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any, Optional
 
-__all__ = ["EXEC", "QUERY", "bind", "route", "setting", "split", "transaction_verb"]
+__all__ = ["EXEC", "QUERY", "Plan", "bind", "plan", "route", "split"]
 
 EXEC, QUERY = 0, 1
 
@@ -93,10 +93,8 @@ def split(script: str) -> list[str]:
     return out
 
 
-def setting(sql: str) -> Optional[str]:
-    """The name of the pragma a ``PRAGMA [schema.]name = value`` sets, else None: such
-    settings belong to the connection, and are set again on a new leader."""
-    tokens = _tokens(sql)
+def _setting(tokens: list[tuple[str, str]]) -> Optional[str]:
+    """The name of the pragma a ``PRAGMA [schema.]name = value`` sets, else None."""
     if not tokens or tokens[0][0] != "word" or tokens[0][1].upper() != "PRAGMA":
         return None
     rest = tokens[1:]
@@ -110,26 +108,55 @@ def setting(sql: str) -> Optional[str]:
     return name if len(rest) > 1 and rest[1] == ("other", "=") else None
 
 
-def first_word(sql: str) -> Optional[str]:
-    for kind, value in _tokens(sql):
-        return value.upper() if kind == "word" else None
-    return None
+class Plan:
+    """What one statement is, read from its tokens once (cached per SQL text)."""
+
+    __slots__ = ("count", "first", "kind", "names", "refused", "setting", "verb", "words")
+
+    def __init__(self, sql: str) -> None:
+        tokens = _tokens(sql)
+        self.words = [t.upper() for k, t in tokens if k == "word"]
+        first = tokens[0][1].upper() if tokens and tokens[0][0] == "word" else None
+        #: The first keyword (None if the statement starts otherwise).
+        self.first = first
+        #: BEGIN/COMMIT/END/ROLLBACK/SAVEPOINT/RELEASE, or None.
+        self.verb = first if first in _TX_VERBS else None
+        #: The pragma a ``PRAGMA [schema.]name = value`` sets: settings belong to the
+        #: connection, and are set again on a new leader.
+        self.setting = _setting(tokens)
+        #: EXEC or QUERY; or the error to raise instead of sending it.
+        self.refused: Optional[sqlite3.NotSupportedError] = None
+        self.kind = EXEC
+        try:
+            self.kind = _route(tokens, self.words)
+        except sqlite3.NotSupportedError as exc:
+            self.refused = exc
+        #: Named parameters' numbers, and how many values the statement takes.
+        self.names, self.count = _numbering(tokens)
 
 
-def transaction_verb(sql: str) -> Optional[str]:
-    """BEGIN/COMMIT/END/ROLLBACK/SAVEPOINT/RELEASE if the statement is one, else None."""
-    for kind, value in _tokens(sql):
-        if kind == "word":
-            verb = value.upper()
-            return verb if verb in _TX_VERBS else None
-        return None
-    return None
+_plans: dict[str, Plan] = {}
+
+
+def plan(sql: str) -> Plan:
+    """The statement's Plan (from a bounded cache: statements repeat)."""
+    p = _plans.get(sql)
+    if p is None:
+        if len(_plans) >= 1024:
+            _plans.clear()
+        p = _plans[sql] = Plan(sql)
+    return p
 
 
 def route(sql: str) -> int:
     """EXEC or QUERY for one statement; raise NotSupportedError for what dqlite must not run."""
-    tokens = _tokens(sql)
-    words = [t.upper() for k, t in tokens if k == "word"]
+    p = plan(sql)
+    if p.refused is not None:
+        raise p.refused
+    return p.kind
+
+
+def _route(tokens: list[tuple[str, str]], words: list[str]) -> int:
     if not words:
         return EXEC
     first = words[0]
@@ -191,9 +218,22 @@ def bind(sql: str, params: Any) -> Any:
     """
     if not isinstance(params, Mapping):
         return params
+    p = plan(sql)
+    out: list[Any] = [None] * p.count
+    for name, index in p.names.items():
+        key = name[1:]
+        if key not in params:
+            raise sqlite3.ProgrammingError(
+                f"You did not supply a value for binding parameter {name}."
+            )
+        out[index - 1] = params[key]
+    return out
+
+
+def _numbering(tokens: list[tuple[str, str]]) -> tuple[dict[str, int], int]:
     numbers: dict[str, int] = {}
     count = 0
-    for kind, value in _tokens(sql):
+    for kind, value in tokens:
         if kind != "param":
             continue
         if value[0] == "?":
@@ -205,12 +245,4 @@ def bind(sql: str, params: Any) -> Any:
         if value not in numbers:
             count += 1
             numbers[value] = count
-    out: list[Any] = [None] * count
-    for name, index in numbers.items():
-        key = name[1:]
-        if key not in params:
-            raise sqlite3.ProgrammingError(
-                f"You did not supply a value for binding parameter {name}."
-            )
-        out[index - 1] = params[key]
-    return out
+    return numbers, count
