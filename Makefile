@@ -73,10 +73,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.database
 	$(PY) -m benchmarks.sqlalchemy_rmw
+	$(PY) -m benchmarks.dqlite --seconds 3 --failovers 3 --go
 	$(PY) -m benchmarks.sqlalchemy_mix
 	$(PY) -m benchmarks.wal_limit
 	$(PY) -m benchmarks.sandbox

@@ -151,10 +151,8 @@ async def apply(db: aiolite.Database, target: Any, op: tuple[Any, ...], log: lis
         log.append(("error", type(exc).__name__))
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(program=ops)
-def test_database_matches_blocking_sqlite3(backend: str, program: list[Any]) -> None:
+def check(backend: str, program: list[Any], location: Any = None) -> None:
+    """Run ``program`` on sqlite3 and on a Database (a file, or ``location``); compare."""
     with tempfile.TemporaryDirectory() as tmp:
         ref = sqlite3.connect(Path(tmp) / "ref.db", isolation_level=None)
         ref.execute(SCHEMA)
@@ -166,7 +164,7 @@ def test_database_matches_blocking_sqlite3(backend: str, program: list[Any]) -> 
 
         async def main() -> tuple[list[Any], list[Any]]:
             got: list[Any] = []
-            async with aiolite.open(Path(tmp) / "db.db", readers=2) as db:
+            async with aiolite.open(location or Path(tmp) / "db.db", readers=2) as db:
                 await db.execute(SCHEMA)
                 for op in program:
                     await apply(db, db, op, got)
@@ -176,3 +174,20 @@ def test_database_matches_blocking_sqlite3(backend: str, program: list[Any]) -> 
         got, final = anyio.run(main, backend=backend)
     assert got == expected
     assert final == final_expected
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=ops)
+def test_database_matches_blocking_sqlite3(backend: str, program: list[Any]) -> None:
+    check(backend, program)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=ops)
+def test_database_on_dqlite_matches_blocking_sqlite3(
+    dqlite_node: Any, backend: str, program: list[Any]
+) -> None:
+    """The same programs on a dqlite node (a new database each)."""
+    check(backend, program, dqlite_node.url())
