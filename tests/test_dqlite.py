@@ -182,6 +182,27 @@ async def test_no_leader_is_a_clear_error() -> None:
         await aiolite.open("dqlite://127.0.0.1:9/app?timeout=0.3")
 
 
+async def test_a_cancelled_open_stops_looking_for_a_leader() -> None:
+    start = time.monotonic()
+    with anyio.move_on_after(0.3) as scope:
+        await aiolite.open("dqlite://127.0.0.1:9/app?timeout=20")
+    assert scope.cancelled_caught
+    assert time.monotonic() - start < 2.0
+
+
+async def test_one_statement_at_a_time(cdb: aiolite.Database) -> None:
+    """As sqlite3: execute() refuses two statements (dqlite would run both, or, for a
+    query, only the first); executescript() runs them in order."""
+    with pytest.raises(sqlite3.ProgrammingError, match="one statement at a time"):
+        await cdb.execute("INSERT INTO t(v) VALUES ('a'); INSERT INTO t(v) VALUES ('b')")
+    with pytest.raises(sqlite3.ProgrammingError, match="one statement at a time"):
+        await cdb.fetchall("SELECT 1; DELETE FROM t")
+    await cdb.execute("INSERT INTO t(v) VALUES ('x;y');")  # a ';' in a string, and a last ';'
+    await cdb.executescript("INSERT INTO t(v) VALUES ('c'); INSERT INTO t(v) VALUES ('d');")
+    rows = await cdb.fetchall("SELECT v FROM t ORDER BY id", row_factory=tuple)
+    assert rows == [("x;y",), ("c",), ("d",)]
+
+
 async def test_backup_is_a_sqlite_file(cdb: aiolite.Database, tmp_path: Path) -> None:
     await cdb.executemany("INSERT INTO t(v) VALUES (?)", [(str(i),) for i in range(500)])
     pages = await cdb.backup(tmp_path / "copy.db")

@@ -278,7 +278,9 @@ class Connection:
 
     isolation_level = None  # the Database sends BEGIN/COMMIT itself
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, stop: Optional[Callable[[], bool]] = None) -> None:
+        """Connect to the leader.  ``stop`` is checked while looking for one (before a
+        progress handler is set): a cancelled open does not wait for the timeout."""
         self.target = target
         self._link: Optional[_Link] = None
         self._db_id = 0
@@ -287,7 +289,7 @@ class Connection:
         self._tx_by_savepoint = False
         self._lost: Optional[str] = None
         self._setup: list[str] = []  # settings to replay on a new leader
-        self._progress: Optional[Callable[[], Any]] = None
+        self._progress: Optional[Callable[[], Any]] = stop
         self._authorizer: Optional[Callable[..., int]] = None
         self._interrupted = False
         self._closed = False
@@ -326,7 +328,7 @@ class Connection:
     def executescript(self, script: str) -> Cursor:
         cur = self.cursor()
         for statement in _sql.split(script):
-            cur.execute(statement)
+            cur._execute(statement, (), script=True)
         return cur
 
     def commit(self) -> None:
@@ -377,7 +379,10 @@ class Connection:
         """Find the leader and open the database on it, until ``target.timeout``."""
         deadline = time.monotonic() + self.target.timeout
         while True:
-            link = find_leader(self.target, self._stop_requested)
+            try:
+                link = find_leader(self.target, self._stop_requested)
+            except _Stopped:
+                raise sqlite3.OperationalError("interrupted while looking for the leader") from None
             try:
                 _, r = link.call(
                     _wire.OPEN, _wire.text(self.target.name) + _wire.u64(0) + _wire.text("")
@@ -448,7 +453,7 @@ class Connection:
             self._lost = why
             self._end_tx()
 
-    def run(self, sql: str, params: Any) -> tuple[Optional[list[str]], Any]:
+    def run(self, sql: str, params: Any, script: bool = False) -> tuple[Optional[list[str]], Any]:
         """Send one statement: (column names, rows deque) for a query, (None, (lastrowid,
         rowcount)) for a write.  Handles leader changes as the module docstring says."""
         self._check()
@@ -456,6 +461,8 @@ class Connection:
         if self._stream is not None:
             self._stream._drain()
         plan = _sql.plan(sql)
+        if plan.several and not script:
+            raise sqlite3.ProgrammingError("You can only execute one statement at a time.")
         verb = plan.verb
         if self._lost is not None:
             if verb == "ROLLBACK":
@@ -595,10 +602,7 @@ class Connection:
                 raise TransactionLostError(
                     "the transaction was lost: the connection to the leader broke"
                 )
-            try:
-                self._connect()
-            except _Stopped:
-                raise sqlite3.OperationalError("interrupted") from None
+            self._connect()
             self.reconnects += 1
         link = self._link
         assert link is not None
@@ -748,8 +752,11 @@ class Cursor:
         self._more = False
 
     def execute(self, sql: str, params: Any = ()) -> Cursor:
+        return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Any, script: bool = False) -> Cursor:
         conn = self.connection
-        names, result = conn.run(sql, params)
+        names, result = conn.run(sql, params, script)
         if names is None:
             self.description = None
             self._rows = deque()

@@ -70,7 +70,15 @@ def open_member(
     _: None, worker: Any, target: Target, statements: list[str], reader: bool
 ) -> Connection:
     """Connect one member to the leader and set it up (its worker thread)."""
-    conn = Connection(target)
+
+    def stop() -> bool:  # a cancelled open: the worker reports it as the cancel it is
+        try:
+            worker.check_abort("looking for the dqlite leader")
+        except sqlite3.OperationalError:
+            return True
+        return False
+
+    conn = Connection(target, stop=stop)
     try:
         for statement in statements:
             conn.execute(statement).fetchall()

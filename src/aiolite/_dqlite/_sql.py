@@ -111,7 +111,17 @@ def _setting(tokens: list[tuple[str, str]]) -> Optional[str]:
 class Plan:
     """What one statement is, read from its tokens once (cached per SQL text)."""
 
-    __slots__ = ("count", "first", "kind", "names", "refused", "setting", "verb", "words")
+    __slots__ = (
+        "count",
+        "first",
+        "kind",
+        "names",
+        "refused",
+        "setting",
+        "several",
+        "verb",
+        "words",
+    )
 
     def __init__(self, sql: str) -> None:
         tokens = _tokens(sql)
@@ -133,6 +143,8 @@ class Plan:
             self.refused = exc
         #: Named parameters' numbers, and how many values the statement takes.
         self.names, self.count = _numbering(tokens)
+        #: More than one statement (dqlite would run them all, or only the first).
+        self.several = ("other", ";") in tokens and len(split(sql)) > 1
 
 
 _plans: dict[str, Plan] = {}
