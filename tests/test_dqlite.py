@@ -566,3 +566,41 @@ async def test_busy_waits_on_the_client_for_busy_timeout(dqlite_node: Cluster) -
                     assert busy_timeout - 0.05 <= time.monotonic() - start < hold
             rows = await b.fetchall("SELECT x FROM t ORDER BY x", row_factory=tuple)
             assert rows == ([(1,), (2,)] if busy_timeout > hold else [(1,)])
+
+
+def test_interrupt_ends_a_query_and_keeps_the_transaction(dqlite_node: Cluster) -> None:
+    """Inside a transaction, a query stopped between batches, or a cursor closed before
+    its last row, is ended with INTERRUPT: the transaction goes on and commits."""
+    conn = Connection(Target(dqlite_node.url()))
+    try:
+        conn.execute("CREATE TABLE big(x)")
+        conn.executemany("INSERT INTO big VALUES (?)", [("v" * 200,) for _ in range(2000)])
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO big VALUES ('mine')")
+        cur = conn.execute("SELECT x FROM big")
+        assert cur._more  # several batches
+        conn.interrupt()
+        with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+            cur.fetchall()
+        assert conn.in_transaction
+        cur = conn.execute("SELECT x FROM big")
+        assert cur.fetchone() == ("v" * 200,)
+        cur.close()  # 2000 rows left: INTERRUPT, the rest discarded
+        assert conn.in_transaction
+        conn.execute("COMMIT")
+        assert conn.execute("SELECT count(*) FROM big").fetchone() == (2001,)
+        assert conn.reconnects == 0  # the same connection all along
+    finally:
+        conn.close()
+
+
+async def test_a_stream_left_early_in_a_transaction_keeps_it(cdb: aiolite.Database) -> None:
+    await cdb.executemany("INSERT INTO t(v) VALUES (?)", [("v" * 200,) for _ in range(2000)])
+    async with cdb.transaction() as tx:
+        await tx.execute("INSERT INTO t(v) VALUES ('mine')")
+        async with tx.iterate("SELECT v FROM t ORDER BY id", row_factory=tuple) as rows:
+            async for row in rows:
+                assert row == ("v" * 200,)
+                break
+        await tx.execute("INSERT INTO t(v) VALUES ('after')")
+    assert await cdb.fetchval("SELECT count(*) FROM t") == 2002

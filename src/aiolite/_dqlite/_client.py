@@ -17,9 +17,12 @@ What sqlite3 answers locally, this client decides from what it sent:
 
 Stopping a call (``interrupt()`` or the progress handler, i.e. a cancel or a time limit)
 closes the socket: a dqlite 1.11 node only reads the next request after it sent the whole
-result, so INTERRUPT would stop nothing.  Closing ends the statement (and rolls back an
-open transaction) on the node at once; the next call connects again.  A write outside a
-transaction is never stopped half-way: its answer is awaited, so its outcome is known.
+result, so INTERRUPT stops nothing early.  Closing ends the statement (and rolls back an
+open transaction) on the node at once; the next call connects again.  Inside a transaction,
+a query stopped between two batches of rows is ended with INTERRUPT instead when the rest
+of its rows arrive within INTERRUPT_BUDGET, which keeps the transaction; so is a cursor
+closed before its last row.  A write outside a transaction is never stopped half-way: its
+answer is awaited, so its outcome is known.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ _SQLITE_ROW = 100
 #: Target, and otherwise when this many seconds passed (as aiolite rechecks locally).
 SCHEMA_RECHECK = 0.1
 _REFRESH = "SELECT 1 FROM sqlite_master LIMIT 0"
+#: How long a stopped query inside a transaction may take to finish its stream after
+#: INTERRUPT before the connection is closed instead (which ends the transaction).
+INTERRUPT_BUDGET = 0.1
 _DDL = {"CREATE", "DROP", "ALTER"}
 #: Dead peers without a reset (a cut network) are found by TCP keepalive: idle 2 s, then
 #: 3 probes 1 s apart.
@@ -706,14 +712,44 @@ class Connection:
         self._lose("interrupted")
         return sqlite3.OperationalError("interrupted")
 
+    def interrupt_stream(self, budget: Optional[float]) -> bool:
+        """End the query whose rows are still coming, keeping the connection: INTERRUPT,
+        then read until the node's EMPTY (a 1.11 node reads INTERRUPT only after it sent
+        the whole result, so the rest of the rows arrive first, discarded).  False, with
+        the connection closed, if that takes longer than ``budget`` seconds (None: no
+        limit) or the connection breaks."""
+        link = self._link
+        assert link is not None
+        self._stream = None
+        deadline = None if budget is None else time.monotonic() + budget
+
+        def late() -> bool:
+            return deadline is not None and time.monotonic() > deadline
+
+        try:
+            link.send(_wire.message(_wire.INTERRUPT, _wire.u64(self._db_id)))
+            while True:
+                kind, _ = link.receive(late)
+                if kind == _wire.R_EMPTY:
+                    return True
+                if late():
+                    raise _Stopped()
+        except (_Stopped, OSError):
+            self._drop()
+            return False
+
     def _more(self, cur: Cursor) -> bool:
         """Read the next batch of a query's rows into ``cur``; whether more follow."""
         link = self._link
         assert link is not None
         assert self._stream is cur
+        if self._stop_requested():  # a stream that never pauses never times out either
+            # Between two messages: inside a transaction, INTERRUPT keeps it if the rest of
+            # the result comes quickly; else (or outside one) closing is cheaper.
+            if self._in_tx and self.interrupt_stream(INTERRUPT_BUDGET):
+                raise sqlite3.OperationalError("interrupted")
+            raise self._interrupted_error()
         try:
-            if self._stop_requested():  # a stream that never pauses never times out either
-                raise _Stopped()
             kind, r = link.receive(self._stop_requested)
         except _Stopped:
             raise self._interrupted_error() from None
@@ -827,11 +863,12 @@ class Cursor:
         conn = self.connection
         if self._more and conn._stream is self:
             # The node sends the whole result whatever the client reads: outside a
-            # transaction a new connection is cheaper than the rest of a big result.
-            if conn.in_transaction:
-                self._drain()
-            else:
+            # transaction a new connection is cheaper than the rest of a big result;
+            # inside one, INTERRUPT ends the query and keeps the transaction.
+            if not conn.in_transaction:
                 conn._drop()
+            elif not conn.interrupt_stream(None):
+                conn._lose("the connection broke while a query was being closed")
         self._more = False
         self._rows = deque()
 
