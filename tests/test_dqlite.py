@@ -177,6 +177,11 @@ async def test_what_does_not_apply_says_so(dqlite_node: Cluster, cdb: aiolite.Da
         aiolite.open("dqlite://127.0.0.1:1/")
 
 
+async def test_connect_points_to_open_for_a_cluster() -> None:
+    with pytest.raises(sqlite3.NotSupportedError, match=r"aiolite\.open\('dqlite://"):
+        await aiolite.connect("dqlite://127.0.0.1:9001/app")
+
+
 async def test_no_leader_is_a_clear_error() -> None:
     with pytest.raises(aiolite.NoLeaderError, match="no dqlite leader found"):
         await aiolite.open("dqlite://127.0.0.1:9/app?timeout=0.3")

@@ -798,6 +798,11 @@ def connect(
 
 def _location(database: Any) -> str:
     path = as_str(database)
+    if isinstance(path, str) and path.startswith("dqlite://"):
+        raise sqlite3.NotSupportedError(
+            "connect() opens a SQLite file; a dqlite cluster is opened with "
+            f"aiolite.open({path!r}), the Database API (see docs/scale-out.md)"
+        )
     return path if isinstance(path, str) else str(path)
 
 
