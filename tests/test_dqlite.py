@@ -609,3 +609,29 @@ async def test_a_stream_left_early_in_a_transaction_keeps_it(cdb: aiolite.Databa
                 break
         await tx.execute("INSERT INTO t(v) VALUES ('after')")
     assert await cdb.fetchval("SELECT count(*) FROM t") == 2002
+
+
+def test_repeated_writes_are_prepared_once_and_counts_are_checked(dqlite_node: Cluster) -> None:
+    conn = Connection(Target(dqlite_node.url()))
+    try:
+        conn.execute("CREATE TABLE p(a, b)")
+        for i in range(5):
+            conn.execute("INSERT INTO p VALUES (?, ?)", (i, str(i)))
+        assert list(conn._prepared) == ["INSERT INTO p VALUES (?, ?)"]  # sent by id
+        conn.execute("ALTER TABLE p ADD COLUMN c")
+        # The prepared statement follows the schema, as SQLite re-prepares it.
+        with pytest.raises(sqlite3.OperationalError, match="3 columns but 2 values"):
+            conn.execute("INSERT INTO p VALUES (?, ?)", (5, "5"))
+        for _ in range(2):
+            conn.execute("INSERT INTO p(a, b) VALUES (?, ?)", (5, "5"))
+        assert len(conn._prepared) == 2
+        assert conn.execute("SELECT count(*), sum(a), max(c) FROM p").fetchone() == (7, 20, None)
+        with pytest.raises(sqlite3.ProgrammingError, match="uses 2, and there are 1"):
+            conn.execute("INSERT INTO p VALUES (?, ?)", (1,))
+        with pytest.raises(sqlite3.ProgrammingError, match="uses 2, and there are 3"):
+            conn.execute("INSERT INTO p VALUES (:x, :y)", (1, 2, 3))
+        conn.execute("DROP TABLE p")
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            conn.execute("INSERT INTO p VALUES (?, ?)", (1, "1"))
+    finally:
+        conn.close()

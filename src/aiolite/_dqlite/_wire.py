@@ -73,6 +73,10 @@ def u64(value: int) -> bytes:
     return _U64.pack(value)
 
 
+def u32(value: int) -> bytes:
+    return struct.pack("<I", value)
+
+
 def text(value: str) -> bytes:
     data = value.encode("utf-8")
     if b"\0" in data:
