@@ -635,3 +635,28 @@ def test_repeated_writes_are_prepared_once_and_counts_are_checked(dqlite_node: C
             conn.execute("INSERT INTO p VALUES (?, ?)", (1, "1"))
     finally:
         conn.close()
+
+
+async def test_connection_settings_survive_a_leader_change(trio_cluster: Cluster) -> None:
+    """Each connection's settings are set again on the new leader: readers stay query_only,
+    and a pragma the app set on the writer holds."""
+    async with aiolite.open(trio_cluster.url(timeout=15), readers=1) as db:
+        await db.execute("CREATE TABLE s(x)")
+        await db.execute("PRAGMA recursive_triggers = ON")
+        assert await db._call(db._writer, _pragma, "recursive_triggers") == 1
+        leader = trio_cluster.leader()
+        leader.kill()
+        try:
+            assert await db.fetchval("SELECT count(*) FROM s") == 0  # reader reconnected
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                await db.fetchone("INSERT INTO s VALUES (1)")  # still query_only
+            await db.execute("INSERT INTO s VALUES (2)")  # the writer reconnected
+            assert await db._call(db._writer, _pragma, "recursive_triggers") == 1
+            assert db._writer.worker.connection.reconnects >= 1
+        finally:
+            await anyio.to_thread.run_sync(leader.start)
+            await anyio.to_thread.run_sync(trio_cluster.wait_for_voters, 3)
+
+
+def _pragma(conn: Connection, name: str) -> int:
+    return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
