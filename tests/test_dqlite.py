@@ -353,6 +353,30 @@ def test_an_in_process_node_keeps_its_identity(tmp_path: Path) -> None:
         aiolite.Node(other, str(tmp_path / "n")).start()
 
 
+def test_cli_migrates_and_backs_up_a_cluster(dqlite_node: Cluster, tmp_path: Path) -> None:
+    url = dqlite_node.url()
+    steps = tmp_path / "migrations"
+    steps.mkdir()
+    (steps / "0001_items.sql").write_text("CREATE TABLE items(id INTEGER PRIMARY KEY, n);")
+    (steps / "0002_rows.sql").write_text("INSERT INTO items(n) VALUES (1), (2), (3);")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "aiolite", *args], capture_output=True, text=True, timeout=60
+        )
+
+    ran = cli("migrate", url, str(steps))
+    assert ran.returncode == 0, ran.stderr
+    assert "applied 2 step(s)" in ran.stdout
+    assert "schema version: 2" in ran.stdout
+    ran = cli("backup", url, str(tmp_path / "copy.db"))
+    assert ran.returncode == 0, ran.stderr
+    assert "integrity ok" in ran.stdout
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    assert copy.execute("SELECT sum(n) FROM items").fetchone() == (6,)
+    copy.close()
+
+
 def test_node_cli_usage_errors() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "aiolite", "node", "--bind", "nonsense", "--dir", "/tmp/x"],

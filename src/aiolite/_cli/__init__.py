@@ -74,7 +74,8 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 async def cmd_backup(args: argparse.Namespace) -> int:
-    source = _existing(args.source)
+    # A dqlite cluster is copied from a dump of its leader (see docs/scale-out.md).
+    source = args.source if args.source.startswith("dqlite://") else _existing(args.source)
     show = not args.json and sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -259,12 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("doctor", cmd_doctor, "report on a database and explain how to fix each problem")
     p.add_argument("database", help="the SQLite file")
     p = command("backup", cmd_backup, "copy a live database safely (SQLite's online backup)")
-    p.add_argument("source", help="the database to copy")
+    p.add_argument("source", help="the database to copy (a file, or a dqlite:// URL)")
     p.add_argument("dest", help="the new file")
     p.add_argument("--pages", type=int, default=1024, help="pages per step (default 1024)")
     p.add_argument("--force", action="store_true", help="overwrite dest if it exists")
     p = command("migrate", cmd_migrate, "apply NNNN_description.sql files in order")
-    p.add_argument("database", help="the SQLite file (created if missing)")
+    p.add_argument("database", help="the SQLite file (created if missing), or a dqlite:// URL")
     p.add_argument("directory", help="the folder of migration files")
     p.add_argument("--dry-run", action="store_true", help="list what would run, change nothing")
     p = command("checkpoint", cmd_checkpoint, "copy the WAL back into the database file")
