@@ -50,7 +50,8 @@ def other_connection(location: Any) -> Any:
     """A plain connection to the same database from outside the Database: sqlite3 for a
     file, aiolite's blocking dqlite client for a cluster (another process's view)."""
     if on_dqlite(location):
-        from aiolite._dqlite._client import Connection, Target
+        from aiolite._dqlite._client import Connection
+        from aiolite._dqlite._leader import Target
 
         return Connection(Target(location))
     import sqlite3

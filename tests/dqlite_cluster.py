@@ -20,7 +20,7 @@ from typing import Optional
 import pytest
 
 from aiolite._dqlite import _wire
-from aiolite._dqlite._client import Target, find_leader
+from aiolite._dqlite._leader import Target, find_leader
 
 #: Raft tuned for loopback: a 750 ms election timeout (dqlite's default is 3 s).
 LATENCY_MS = 50

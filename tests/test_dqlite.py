@@ -20,7 +20,8 @@ import pytest
 
 import aiolite
 from aiolite._dqlite import _node, _sql, _wire
-from aiolite._dqlite._client import Connection, Target
+from aiolite._dqlite._client import Connection
+from aiolite._dqlite._leader import Target
 from dqlite_cluster import Cluster, NodeProcess, require, running
 
 pytestmark = pytest.mark.anyio

@@ -28,31 +28,20 @@ answer is awaited, so its outcome is known.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional
 
-from .._exceptions import ClusterError, CommitUnknownError, NoLeaderError, TransactionLostError
+from .._exceptions import CommitUnknownError, NoLeaderError, TransactionLostError
 from . import _sql, _wire
-from ._wire import Failure, Reader
+from ._leader import TICK, Link, Stopped, Target, find_leader
+from ._wire import Failure
 
-__all__ = [
-    "ClusterError",
-    "CommitUnknownError",
-    "Connection",
-    "NoLeaderError",
-    "Target",
-    "TransactionLostError",
-]
+__all__ = ["Connection", "Cursor"]
 
-#: How long a blocked call sleeps between checks of the progress handler (a cancel, a
-#: time limit) while it waits for a node.  Only calls that wait this long pay it.
-TICK = 0.02
 _SQLITE_ROW = 100
 #: dqlite 1.11 reads a query's column names before SQLite re-prepares a statement whose
 #: schema changed, so the first query after another connection's DDL reports the old
@@ -66,9 +55,6 @@ INTERRUPT_BUDGET = 0.1
 #: Statements kept prepared per connection (the node holds them until it closes).
 MAX_PREPARED = 64
 _DDL = {"CREATE", "DROP", "ALTER"}
-#: Dead peers without a reset (a cut network) are found by TCP keepalive: idle 2 s, then
-#: 3 probes 1 s apart.
-_KEEPALIVE = (2, 1, 3)
 
 
 def _error_class(code: int) -> type[sqlite3.Error]:
@@ -92,192 +78,6 @@ def _sqlite_error(f: Failure) -> sqlite3.Error:
     return exc
 
 
-class Target:
-    """Where a dqlite Database lives: ``dqlite://host:port[,host:port...]/name``."""
-
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        rest = url[len("dqlite://") :]
-        hosts, _, name = rest.partition("/")
-        name = name.split("?", 1)[0]
-        addresses = [a.strip() for a in hosts.split(",") if a.strip()]
-        if not addresses or not name:
-            raise ValueError(
-                f"a dqlite address is dqlite://host:port[,host:port...]/dbname, got {url!r}"
-            )
-        for a in addresses:
-            _split(a)
-        self.url = url
-        self.addresses = addresses
-        self.name = name
-        self.timeout = timeout
-        self.leader: Optional[str] = None  # the last one found, shared by the connections
-        self.lock = threading.Lock()
-        self.schema_epoch = 0  # bumped by DDL sent through any connection of this Target
-
-    def __repr__(self) -> str:
-        return self.url
-
-    def candidates(self) -> list[str]:
-        with self.lock:
-            first = [self.leader] if self.leader else []
-            return first + [a for a in self.addresses if a != self.leader]
-
-    def learn(self, leader: str, members: Iterable[str] = ()) -> None:
-        with self.lock:
-            self.leader = leader
-            for a in [leader, *members]:
-                if a and a not in self.addresses:
-                    self.addresses.append(a)
-
-
-def _split(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"a dqlite node address is host:port, got {address!r}")
-    return host.strip("[]"), int(port)
-
-
-class _Link:
-    """One TCP connection to a node, past the protocol handshake."""
-
-    def __init__(self, address: str, timeout: float) -> None:
-        self.address = address
-        sock = socket.create_connection(_split(address), timeout=timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the system's defaults
-                idle, interval, count = _KEEPALIVE
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
-            sock.sendall(_wire.u64(_wire.PROTOCOL_VERSION))
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
-        self._head = bytearray(8)
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def check_alive(self) -> None:
-        """Raise ConnectionResetError if the node closed this idle connection (it died, or
-        stopped serving): then a request is known not to have been sent."""
-        sock = self.sock
-        sock.setblocking(False)
-        try:
-            data = sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return  # open, nothing to read: the normal case
-        finally:
-            sock.setblocking(True)
-        if not data:
-            raise ConnectionResetError(f"dqlite node {self.address} closed the connection")
-        raise ConnectionResetError(f"dqlite node {self.address} sent an unexpected message")
-
-    def send(self, data: bytes) -> None:
-        self.sock.settimeout(None)
-        self.sock.sendall(data)
-
-    def _fill(self, buf: Any, tick: Optional[Callable[[], bool]]) -> None:
-        view = memoryview(buf)
-        sock = self.sock
-        got = 0
-        need = len(view)
-        sock.settimeout(TICK if tick is not None else None)
-        while got < need:
-            try:
-                n = sock.recv_into(view[got:])
-            except socket.timeout:
-                if tick is not None and tick():
-                    raise _Stopped() from None
-                continue
-            if n == 0:
-                raise ConnectionResetError(f"dqlite node {self.address} closed the connection")
-            got += n
-
-    def receive(self, tick: Optional[Callable[[], bool]] = None) -> tuple[int, Reader]:
-        """The next response: (type, its body).  ``tick`` is called while waiting; if it
-        returns True the wait stops with _Stopped (the link is then unusable)."""
-        self._fill(self._head, tick)
-        size, kind = _wire.header(bytes(self._head))
-        body = bytearray(size)
-        if size:
-            self._fill(body, tick)
-        return kind, Reader(bytes(body))
-
-    def call(
-        self, kind: int, body: bytes, tick: Optional[Callable[[], bool]] = None
-    ) -> tuple[int, Reader]:
-        self.send(_wire.message(kind, body))
-        got, r = self.receive(tick)
-        if got == _wire.R_FAILURE:
-            raise r.failure()
-        return got, r
-
-
-class _Stopped(Exception):
-    """The wait for a node was stopped by an interrupt, a cancel or a time limit."""
-
-
-def find_leader(target: Target, stop: Callable[[], bool]) -> _Link:
-    """A link to the leader, asking each known node in turn until ``target.timeout``."""
-    deadline = time.monotonic() + target.timeout
-    delay = 0.01
-    tried: list[str] = []
-    while True:
-        for address in target.candidates():
-            link = _ask(address, target)
-            if link is not None:
-                return link
-            if address not in tried:
-                tried.append(address)
-        if stop():
-            raise _Stopped()
-        if time.monotonic() >= deadline:
-            raise NoLeaderError(
-                f"no dqlite leader found in {target.timeout:g} s (asked {', '.join(tried)}): "
-                "start the nodes (aiolite node ...), check the addresses, or wait for a "
-                "majority of the cluster to be up"
-            )
-        time.sleep(delay)  # an election takes a few hundred ms: ask again soon
-        delay = min(delay * 2, 0.2)
-
-
-def _ask(address: str, target: Target) -> Optional[_Link]:
-    """A link to the leader if ``address`` is it, or knows who is; else None."""
-    try:
-        link = _Link(address, min(target.timeout, 2.0))
-    except OSError:
-        return None
-    try:
-        _, r = link.call(_wire.LEADER, _wire.u64(0))
-        r.u64()
-        leader = r.text()
-        if not leader:
-            link.close()
-            return None
-        if leader != address:
-            link.close()
-            link = _Link(leader, min(target.timeout, 2.0))
-            _, r = link.call(_wire.LEADER, _wire.u64(0))
-            r.u64()
-            if r.text() != leader:
-                link.close()
-                return None
-        _, r = link.call(_wire.CLUSTER, _wire.u64(1))
-        members = [a for _, a, _ in _wire.servers(r)]
-        target.learn(leader, members)
-        return link
-    except (OSError, Failure, ValueError):
-        link.close()
-        return None
-
-
 class Connection:
     """The subset of ``sqlite3.Connection`` aiolite's Database uses, over dqlite.
 
@@ -290,7 +90,7 @@ class Connection:
         """Connect to the leader.  ``stop`` is checked while looking for one (before a
         progress handler is set): a cancelled open does not wait for the timeout."""
         self.target = target
-        self._link: Optional[_Link] = None
+        self._link: Optional[Link] = None
         self._db_id = 0
         self._in_tx = False
         self._savepoints: list[str] = []
@@ -387,7 +187,7 @@ class Connection:
         self._prepared.clear()  # statements live on the node's side of a connection
         self._sent.clear()
 
-    def _message(self, link: _Link, request: int, sql: str, params: bytes, prepare: bool) -> bytes:
+    def _message(self, link: Link, request: int, sql: str, params: bytes, prepare: bool) -> bytes:
         """The request for ``sql``: by statement id if it was prepared on this link (or is
         sent for the second time: then it is prepared now), else with its text."""
         if prepare:
@@ -413,7 +213,7 @@ class Connection:
         while True:
             try:
                 link = find_leader(self.target, self._stop_requested)
-            except _Stopped:
+            except Stopped:
                 raise sqlite3.OperationalError("interrupted while looking for the leader") from None
             try:
                 _, r = link.call(
@@ -611,7 +411,7 @@ class Connection:
             _, r = self._link.call(_wire.DUMP, _wire.text(self.target.name), self._stop_requested)
         except Failure as f:
             raise _sqlite_error(f) from None
-        except (OSError, _Stopped) as exc:
+        except (OSError, Stopped) as exc:
             self._drop()
             raise sqlite3.OperationalError(f"the dump of {self.target} failed: {exc}") from exc
         return _wire.files(r)
@@ -669,7 +469,7 @@ class Connection:
             raise _Retry() from exc
         try:
             kind, r = link.receive(self._stop_requested if stoppable else None)
-        except _Stopped:
+        except Stopped:
             raise self._interrupted_error() from None
         except OSError as exc:
             self._drop()
@@ -772,8 +572,8 @@ class Connection:
                 if kind == _wire.R_EMPTY:
                     return True
                 if late():
-                    raise _Stopped()
-        except (_Stopped, OSError):
+                    raise Stopped()
+        except (Stopped, OSError):
             self._drop()
             return False
 
@@ -790,7 +590,7 @@ class Connection:
             raise self._interrupted_error()
         try:
             kind, r = link.receive(self._stop_requested)
-        except _Stopped:
+        except Stopped:
             raise self._interrupted_error() from None
         except OSError as exc:
             self._drop()

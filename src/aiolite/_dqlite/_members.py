@@ -12,7 +12,8 @@ import sqlite3
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
-from ._client import Connection, Target
+from ._client import Connection
+from ._leader import Target
 
 __all__ = ["is_cluster", "not_on_cluster", "open_member", "reopen", "target"]
 

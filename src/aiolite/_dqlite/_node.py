@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from .._exceptions import NodeError
 from . import _wire
-from ._client import Target, _Stopped, find_leader
+from ._leader import Stopped, Target, find_leader
 from ._wire import Failure
 
 __all__ = ["Node", "NodeError"]
@@ -218,7 +218,7 @@ class Node:
         while done < len(steps):
             try:
                 link = find_leader(target, lambda: False)
-            except (sqlite3.OperationalError, _Stopped) as exc:
+            except (sqlite3.OperationalError, Stopped) as exc:
                 raise NodeError(f"could not join {', '.join(self.join)}: {exc}") from exc
             try:
                 while done < len(steps):
