@@ -586,3 +586,49 @@ async def test_seeded_transfers_with_random_timeouts_keep_the_total(
     finally:
         for db in conns:
             await db.close()
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+async def test_waiting_tasks_take_turns_and_a_cancel_never_stalls_the_line(
+    tmp_path: Path, seed: int
+) -> None:
+    """50 tasks running short statements on one connection wait in line for the loop
+    thread's budget; tasks cancelled at random moments (some just after being given
+    their turn) never leave the others stuck, and every statement returns its own row."""
+    rng = random.Random(seed)
+    async with aiolite.connect(tmp_path / "turns.db") as db:
+        await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v INT)")
+        await db.executemany("INSERT INTO t VALUES (?, ?)", [(i, i * 3) for i in range(200)])
+        await db.commit()
+        finished: list[int] = []
+
+        async def worker(k: int) -> None:
+            for i in range(300):
+                row = await (
+                    await db.execute("SELECT v FROM t WHERE id = ?", (i % 200,))
+                ).fetchone()
+                assert row == ((i % 200) * 3,)
+            finished.append(k)
+
+        cancelled = 0
+        scopes: list[anyio.CancelScope] = []
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for k in range(50):
+                    scope = anyio.CancelScope()
+                    scopes.append(scope)
+
+                    async def run(k: int = k, scope: anyio.CancelScope = scope) -> None:
+                        with scope:
+                            await worker(k)
+
+                    tg.start_soon(run)
+                for _ in range(15):
+                    await anyio.sleep(rng.uniform(0, 0.01))
+                    victim = scopes[rng.randrange(50)]
+                    if not victim.cancel_called:
+                        victim.cancel()
+                        cancelled += 1
+        assert all(k in finished or scopes[k].cancel_called for k in range(50))
+        assert len(finished) >= 50 - cancelled
+        assert cancelled > 0

@@ -266,10 +266,7 @@ class _Turn:
 
     def __await__(self) -> Generator[Any, None, Any]:
         waker, worker, job = self._waker, self._worker, self._job
-        while True:
-            yield from _one_turn()
-            if waker.spend():
-                break
+        yield from waker.take_turn()
         inline = worker.inline
         how = None if inline is None else inline.admit(job.key)
         if how is not None:
@@ -299,16 +296,23 @@ class _Pause:
         self._waker = waker
 
     def __await__(self) -> Generator[Any, None, None]:
-        yield from _one_turn()
-        while not self._waker.spend():
-            yield from _one_turn()
+        yield from self._waker.take_turn()
 
 
 _Outcome = tuple[Waiter, bool, Any]
 
 
 class _AsyncioWaker:
-    __slots__ = ("__weakref__", "_loop", "_pending", "_rfd", "_scheduled", "mark", "marked")
+    __slots__ = (
+        "__weakref__",
+        "_loop",
+        "_pending",
+        "_rfd",
+        "_scheduled",
+        "_turns",
+        "mark",
+        "marked",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
@@ -319,6 +323,8 @@ class _AsyncioWaker:
         self._pending: deque[_Outcome] = deque()
         self._scheduled = False
         self._rfd: int | None = None  # FdWaker's signal, read by _drain
+        #: Tasks waiting for an iteration with budget left, in order (see take_turn).
+        self._turns: deque[asyncio.Future[None]] = deque()
 
     def push(self, waiter: Waiter, ok: bool, value: Any) -> None:
         self._pending.append((waiter, ok, value))
@@ -405,6 +411,46 @@ class _AsyncioWaker:
 
     def _unmark(self) -> None:
         self.marked = False
+        self._wake_next()
+
+    def _wake_next(self) -> None:
+        """Give the new iteration's budget to the first task waiting for it."""
+        turns = self._turns
+        while turns:
+            fut = turns.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def take_turn(self) -> Generator[Any, None, None]:
+        """Wait in line for a loop iteration whose budget for calls on the loop thread is
+        not spent, and take it (``spend()``).
+
+        Waiting tasks sleep on a future each, woken one per iteration in order (by
+        ``_unmark``), instead of all of them yielding at every iteration: with 100 tasks,
+        99 would otherwise wake only to find the budget spent.  The loop runs timers and
+        I/O before ``_unmark``, so they get their turn as before.
+        """
+        front = False
+        while True:
+            yield from _one_turn() if not front else ()
+            if self.spend():
+                return
+            loop = self._loop()
+            if loop is None:
+                continue  # spend() is False for good: the loop is gone
+            fut = loop.create_future()
+            if front:  # woken, but another task took the budget first: keep our place
+                self._turns.appendleft(fut)
+            else:
+                self._turns.append(fut)
+            try:
+                yield from fut.__await__()
+            except BaseException:
+                if fut.done() and not fut.cancelled():
+                    self._wake_next()  # cancelled after being woken: pass the turn on
+                raise
+            front = True
 
     def turn(self) -> Any:
         """Give the loop a turn if calls ran on the loop thread for YIELD_EVERY already."""
