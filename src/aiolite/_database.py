@@ -250,7 +250,6 @@ class Database(Queries, Opening):
             pragmas = cluster.node_pragmas(dict(pragmas or {}))
             optimize = False  # ANALYZE would be replicated to every node, at every close
             inline = False  # every call is a network round trip: never on the loop thread
-            database = ":memory:"  # only for the pragma checks below
         if checkpoints not in ("auto", "external"):
             raise ValueError(f"checkpoints must be 'auto' or 'external', got {checkpoints!r}")
         self._external = checkpoints == "external"
@@ -263,9 +262,11 @@ class Database(Queries, Opening):
             # SQLite's automatic checkpoints at commit stay off: the replicator runs them
             # when it has copied the WAL (Litestream's advice), and writers run faster.
             pragmas = {"wal_autocheckpoint": EXTERNAL_AUTOCHECKPOINT, **(pragmas or {})}
-        self._location = locate(database)
-        if self._cluster is not None:
-            self._location = Location(self._cluster.url, uri=False, memory=False)
+        self._location = (
+            locate(database)
+            if self._cluster is None
+            else Location(self._cluster.url, uri=False, memory=False)
+        )
         if readonly:
             # Every connection opens the file read-only (mode=ro): nothing can write it, no
             # journal mode is set, and closing never checkpoints the WAL into it.

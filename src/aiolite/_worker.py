@@ -570,6 +570,22 @@ class Worker:
         finally:
             self._exec.release()
 
+    def here_or_job(
+        self,
+        fn: JobFn,
+        args: tuple[Any, ...],
+        how: tuple[float, bool, int],
+        key: Any,
+        job: Optional[Job],
+    ) -> tuple[Any, Optional[Job]]:
+        """Loop thread, for a Waker's ``here()``: ``(value, None)`` if the call ran on this
+        thread, else ``(None, job)``: the job to submit (default: a pure one of these
+        arguments, keyed ``key``)."""
+        value = self.run_here(fn, args, key, None, how)  # raises what fn raised
+        if value is NOT_HERE:
+            return None, Job(fn, args, key=key, pure=True) if job is None else job
+        return value, None
+
     def _run_nowait(
         self,
         conn: sqlite3.Connection,

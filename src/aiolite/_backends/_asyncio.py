@@ -467,13 +467,9 @@ class _AsyncioWaker:
         key: Any,
         job: Optional[Job] = None,
     ) -> Any:
-        """Run an admitted call on this thread now if the worker is idle, else ``job``
-        (default: a pure job of these arguments) on the worker; never yields first (the
-        caller took its ``turn()`` before deciding)."""
-        value = worker.run_here(fn, args, key, None, how)  # raises what fn raised
-        if value is NOT_HERE:
-            return self.wait(worker, Job(fn, args, key=key, pure=True) if job is None else job)
-        return Ready(value)
+        """See Waker.here; never yields first."""
+        value, job = worker.here_or_job(fn, args, how, key, job)
+        return Ready(value) if job is None else self.wait(worker, job)
 
     def wait(self, worker: Worker, job: Job) -> Waiter:
         loop = self._loop()

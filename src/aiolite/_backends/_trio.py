@@ -131,14 +131,9 @@ class TrioWaker:
         key: Any,
         job: Optional[Job] = None,
     ) -> Any:
-        """Run an admitted call on this thread now if the worker is idle, else ``job``
-        (default: a pure job of these arguments; the caller took its ``turn()``)."""
-        value = worker.run_here(fn, args, key, None, how)  # raises what fn raised
-        if value is NOT_HERE:
-            return await self.wait(
-                worker, Job(fn, args, key=key, pure=True) if job is None else job
-            )
-        return value
+        """See Waker.here (the caller took its ``turn()``: no checkpoint here)."""
+        value, job = worker.here_or_job(fn, args, how, key, job)
+        return value if job is None else await self.wait(worker, job)
 
     async def wait(self, worker: Worker, job: Job) -> Any:
         job.waiter = trio.lowlevel.current_task()

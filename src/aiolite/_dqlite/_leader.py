@@ -10,6 +10,7 @@ known nodes who leads, until one does or the Target's timeout passes.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -106,14 +107,10 @@ class Link:
         """Raise ConnectionResetError if the node closed this idle connection (it died, or
         stopped serving): then a request is known not to have been sent."""
         sock = self.sock
-        sock.setblocking(False)
-        try:
-            data = sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
+        readable, _, _ = select.select((sock,), (), (), 0)  # one syscall, no exception
+        if not readable:
             return  # open, nothing to read: the normal case
-        finally:
-            sock.setblocking(True)
-        if not data:
+        if not sock.recv(1, socket.MSG_PEEK):
             raise ConnectionResetError(f"dqlite node {self.address} closed the connection")
         raise ConnectionResetError(f"dqlite node {self.address} sent an unexpected message")
 

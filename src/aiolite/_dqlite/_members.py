@@ -79,6 +79,16 @@ def open_member(
             return True
         return False
 
+    conn = reopen(target, statements, reader, stop)
+    worker.adopt(conn)
+    return conn
+
+
+def reopen(
+    target: Target, statements: list[str], reader: bool, stop: Optional[Any] = None
+) -> Connection:
+    """A connection to the leader, set up (worker thread): a member's first, or its
+    replacement (Session.settle)."""
     conn = Connection(target, stop=stop)
     try:
         for statement in statements:
@@ -88,17 +98,6 @@ def open_member(
     except BaseException:
         conn.close()
         raise
-    worker.adopt(conn)
-    return conn
-
-
-def reopen(target: Target, statements: list[str], reader: bool) -> Connection:
-    """A replacement connection (Session.settle, worker thread)."""
-    conn = Connection(target)
-    for statement in statements:
-        conn.execute(statement).fetchall()
-    if reader:
-        conn.execute("PRAGMA query_only=ON")
     return conn
 
 
