@@ -636,3 +636,41 @@ async def test_waiting_tasks_take_turns_and_a_cancel_never_stalls_the_line(
         assert all(k in finished or scopes[k].cancel_called for k in range(50))
         assert len(finished) >= 50 - cancelled
         assert cancelled > 0
+
+
+async def test_a_transaction_opened_by_the_first_statement_runs_here(db_path: Path) -> None:
+    """The facts are learned when the connection opens: a connection whose very first
+    statement opens a transaction (an INSERT, under sqlite3's implicit BEGIN) still runs
+    the rest of that transaction on the loop thread."""
+    setup = sqlite3.connect(db_path)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+    setup.close()
+    async with aiolite.connect(db_path) as db:
+        for i in range(50):
+            await db.execute(INSERT, (i,))
+        assert db.in_transaction
+        assert _calls(db)[1] >= 45
+        await db.commit()
+    check = sqlite3.connect(db_path)
+    assert check.execute("SELECT count(*), sum(v) FROM t").fetchone() == (50, sum(range(50)))
+    check.close()
+
+
+def test_a_history_that_became_short_is_dropped() -> None:
+    """A statement whose first run was slow (it prepared the statement) loses its history
+    once its runs are short again, so that its later runs are not even recorded."""
+    from aiolite._inline import FORGET, SHORT, Inline
+
+    inline = Inline(None, 1e-3)  # type: ignore[arg-type]  # record() needs no worker
+    inline.record("q", 4 * SHORT)  # a slow first run: a quarter of it counts
+    assert inline.hist["q"] == SHORT
+    runs = 0
+    while "q" in inline.hist:
+        inline.record("q", 1e-6)
+        runs += 1
+    assert 5 <= runs <= 20
+    inline.record("q", 1e-6)
+    assert "q" not in inline.hist
+    inline.record("q", 10 * FORGET)  # slow again: it has a history again
+    assert inline.hist["q"] > FORGET

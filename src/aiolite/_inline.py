@@ -66,6 +66,10 @@ SHORT = 100e-6
 #: Each refusal for a slow history takes this factor off it: a statement that became fast
 #: again is tried here again after a few dozen calls.
 DECAY = 0.95
+#: A history whose average falls under this is dropped: most statements have one only
+#: for their first run (it prepares the statement), and recording every run costs ~5% of
+#: a short INSERT's time on the loop thread.
+FORGET = 10e-6
 #: Default hard limit of one read run on the loop thread before it moves to the worker.
 BUDGET = 1e-3
 #: Calls run on the loop thread for at most this long per loop iteration (all tasks
@@ -363,7 +367,13 @@ class Inline:
         hist = self.hist
         if len(hist) >= MAX_KINDS and key not in hist:
             hist.clear()
-        hist[key] = hist.get(key, 0.0) * 0.75 + took * 0.25
+        took = hist.get(key, 0.0) * 0.75 + took * 0.25
+        if took < FORGET:
+            # Short again: no history, so its runs are not even recorded (run_here records
+            # only a statement with a history, or a run of SHORT_HERE or more).
+            hist.pop(key, None)
+        else:
+            hist[key] = took
 
     def slow(self, sql: str) -> bool:
         """Whether its history (or hooks) keep this statement off the loop thread now."""

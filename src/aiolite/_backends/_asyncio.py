@@ -383,9 +383,11 @@ class _AsyncioWaker:
     ) -> Any:
         """Loop thread: run an admitted call here if the worker is idle, else as ``job``
         there (by default a statement job: see statement_job)."""
-        # spend(), written out: this runs for every statement.
-        if (self.marked and perf_counter() - self.mark < YIELD_EVERY) or self.spend():
-            value = worker.run_here(fn, args, key, stmt, how)  # raises what fn raised
+        # spend(), written out: this runs for every statement; its clock reading is the
+        # call's start (run_here's ``now``).
+        now = perf_counter()
+        if (now - self.mark < YIELD_EVERY) if self.marked else self.spend():
+            value = worker.run_here(fn, args, key, stmt, how, now)  # raises what fn raised
             if value is not NOT_HERE:
                 return Ready(value)
             return self.wait(worker, statement_job(fn, args, key, stmt) if job is None else job)
