@@ -373,8 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.rounds):
                 for label, fn in sc.runners.items():
                     out = run_round(fn, path)
-                    if out.lag is not None:  # the worst over the rounds
-                        lags[label] = out.lag if label not in lags else lags[label].worst(out.lag)
+                    if out.lag is not None:  # pooled over the rounds (Lag.merged)
+                        lags[label] = out.lag if label not in lags else lags[label].merged(out.lag)
                     if label not in best or out.rate > best[label].rate:
                         best[label] = out
             for label, lag in lags.items():
