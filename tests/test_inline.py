@@ -674,3 +674,24 @@ def test_a_history_that_became_short_is_dropped() -> None:
     assert "q" not in inline.hist
     inline.record("q", 10 * FORGET)  # slow again: it has a history again
     assert inline.hist["q"] > FORGET
+
+
+async def test_opening_a_locked_database_does_not_wait(tmp_path: Path) -> None:
+    """Reading the facts at open never waits for a lock: with another connection holding
+    an EXCLUSIVE lock, connect() returns at once (not after its busy timeout), and the
+    busy timeout is the configured one; once the lock is gone, calls run here."""
+    path = tmp_path / "locked.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("INSERT INTO t(v) VALUES (0)")
+    started = time.perf_counter()
+    async with aiolite.connect(path, timeout=3) as db:
+        assert time.perf_counter() - started < 1.5
+        other.execute("COMMIT")
+        other.close()
+        assert await db.execute_fetchall("PRAGMA busy_timeout") == [(3000,)]
+        await db.execute("PRAGMA journal_mode=WAL")  # reads run here only in WAL
+        for _ in range(30):
+            assert await db.execute_fetchall(SELECT, (1,)) == [(1, 0)]
+        assert _calls(db)[1] >= 20

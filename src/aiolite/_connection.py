@@ -74,15 +74,8 @@ def _open(_: None, worker: Worker, connector: Connector) -> tuple[Any, ...]:
             "sqlite3.Connection it opened (e.g. lambda: sqlite3.connect(path))"
         )
     worker.adopt(conn)
-    inline = worker.inline
-    if inline is not None and not conn.in_transaction:
-        # Learn the facts now, not at the first statement outside a transaction: a
-        # connection whose first statement opens one (an INSERT, under sqlite3's implicit
-        # BEGIN) would otherwise run none of that transaction on the loop thread.
-        try:
-            inline.refresh(conn)
-        except sqlite3.Error:  # e.g. a locked schema: learned later, as it was
-            inline.forget()
+    if worker.inline is not None and not conn.in_transaction:
+        worker.inline.learn_at_open(conn)
     return (
         conn.isolation_level,
         conn.row_factory,

@@ -404,6 +404,24 @@ class Inline:
         self.forget()
         self.facts = _Facts(conn)
 
+    def learn_at_open(self, conn: sqlite3.Connection) -> None:
+        """Worker thread: read the facts of a connection just opened, if no lock is in
+        the way.  Not left to the first statement outside a transaction: a connection
+        whose first statement opens one (an INSERT, under sqlite3's implicit BEGIN) would
+        run none of it here.  Never waits: a locked database (another connection writing
+        in rollback-journal mode) leaves them to that first statement, as before, and
+        opening stays instant."""
+        ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            self.refresh(conn)
+        except sqlite3.Error:
+            return  # no facts (refresh forgot them first): nothing runs here yet
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={ms}")
+        assert self.facts is not None
+        self.facts.busy_timeout = ms  # read meanwhile as 0
+
     def commit_cheap(self) -> bool:
         """Whether a COMMIT now is quick and lock-free (see the module docstring)."""
         state = self.state
