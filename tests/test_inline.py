@@ -694,4 +694,6 @@ async def test_opening_a_locked_database_does_not_wait(tmp_path: Path) -> None:
         await db.execute("PRAGMA journal_mode=WAL")  # reads run here only in WAL
         for _ in range(30):
             assert await db.execute_fetchall(SELECT, (1,)) == [(1, 0)]
-        assert _calls(db)[1] >= 20
+        # Learned once the lock was gone: without the facts none would run here (a loaded
+        # machine sends some to the worker: 14 of 30 in one CI run).
+        assert _calls(db)[1] > 0
