@@ -176,23 +176,29 @@ async def test_a_busy_database_never_blocks_the_loop(db_path: Path) -> None:
             await db.execute(INSERT, (1,))
             await db.commit()
         assert db.statistics().inline_calls >= 2
-        holder = _hold_write_lock(db_path, 0.6)
-        try:
+        await _write_while_another_process_holds_the_lock(db, db_path)
 
-            async def write() -> int:
-                started = time.perf_counter()
-                await db.execute(INSERT, (-2,))
-                await db.commit()
-                assert time.perf_counter() - started >= 0.3  # it did wait, on the worker
-                return db._worker.inline.busy  # type: ignore[union-attr]
 
-            busy, gap = await _longest_gap_while(write)
-        finally:
-            holder.wait(10)
-        assert busy >= 1
-        assert gap < 0.25, f"the loop stalled {gap:.3f} s"
-        async with db.execute("SELECT count(*) FROM t WHERE v = -2") as cur:
-            assert await cur.fetchone() == (1,)
+async def _write_while_another_process_holds_the_lock(db: aiolite.Connection, path: Path) -> None:
+    """A transaction's first write, while another process holds the write lock for 0.6 s:
+    it must find the database busy at once here, and wait on the worker, not the loop."""
+    holder = _hold_write_lock(path, 0.6)
+    try:
+
+        async def write() -> int:
+            started = time.perf_counter()
+            await db.execute(INSERT, (-2,))
+            await db.commit()
+            assert time.perf_counter() - started >= 0.3  # it did wait, on the worker
+            return db._worker.inline.busy  # type: ignore[union-attr]
+
+        busy, gap = await _longest_gap_while(write)
+    finally:
+        holder.wait(10)
+    assert busy >= 1
+    assert gap < 0.25, f"the loop stalled {gap:.3f} s"
+    async with db.execute("SELECT count(*) FROM t WHERE v = -2") as cur:
+        assert await cur.fetchone() == (1,)
 
 
 async def test_a_database_writer_never_waits_on_the_loop(db_path: Path) -> None:
@@ -697,3 +703,94 @@ async def test_opening_a_locked_database_does_not_wait(tmp_path: Path) -> None:
         # Learned once the lock was gone: without the facts none would run here (a loaded
         # machine sends some to the worker: 14 of 30 in one CI run).
         assert _calls(db)[1] > 0
+
+
+async def test_an_admission_remembered_in_a_transaction_ends_with_it(db_path: Path) -> None:
+    """A write remembered as runnable here while its transaction held the write lock
+    (Inline.fast) is not run that way once the transaction is over: with another process
+    holding the lock, the next transaction's first write finds it busy at once and moves
+    to the worker, instead of waiting in SQLite's busy handler on the loop."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)
+        inline = db._worker.inline
+        assert inline is not None
+        await db.execute(INSERT, (0,))  # the first write takes the lock
+        for i in range(5):
+            await db.execute(INSERT, (i,))
+        assert inline.fast.get(INSERT) is not None  # remembered: the lock is held
+        await db.commit()
+        assert INSERT not in inline.fast
+        await _write_while_another_process_holds_the_lock(db, db_path)
+
+
+async def test_a_hook_set_after_reads_were_remembered_sends_them_to_the_worker(
+    db_path: Path,
+) -> None:
+    """Reads remembered as runnable here (Inline.fast) run on the worker once a hook is
+    set, even right after another connection's call ran here in the same loop turn (the
+    turn's budget is the loop's, shared by its connections)."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)  # WAL: then the other connection's reads may run here too
+        async with aiolite.connect(db_path) as other:
+            await _hooks_stop_remembered_reads(db, other)
+
+
+async def _hooks_stop_remembered_reads(db: aiolite.Connection, other: aiolite.Connection) -> None:
+    traced: list[str] = []
+    for i in range(20):
+        async with db.execute(SELECT, (i + 1,)) as cur:
+            assert await cur.fetchone() == (i + 1, i)
+        async with other.execute(SELECT, (i + 1,)) as cur:
+            assert await cur.fetchone() == (i + 1, i)
+    assert SELECT in db._worker.inline.fast  # type: ignore[union-attr]
+    await db.set_authorizer(lambda *_: sqlite3.SQLITE_OK)
+    await db.set_trace_callback(traced.append)
+    _, inline = _calls(db)
+    _, other_inline = _calls(other)
+    for i in range(10):
+        async with other.execute(SELECT, (i + 1,)) as cur:
+            assert await cur.fetchone() == (i + 1, i)
+        async with db.execute(SELECT, (i + 1,)) as cur:
+            assert await cur.fetchone() == (i + 1, i)
+    assert _calls(other)[1] > other_inline  # the other connection's ran here
+    assert _calls(db)[1] == inline  # none ran here
+    assert len(traced) == 10
+    await db.set_trace_callback(None)
+    await db.set_authorizer(None)
+    for i in range(30):
+        async with db.execute(SELECT, (i + 1,)) as cur:
+            await cur.fetchone()
+    assert _calls(db)[1] > inline  # and they come back once the hooks are gone
+
+
+async def test_a_dropped_half_read_cursor_is_closed_on_the_worker(db_path: Path) -> None:
+    """Only a cursor left with unread rows has a finalizer: dropping it closes its
+    statement on the worker (a job); dropping a cursor read to its end queues nothing, so
+    the next short call still runs here."""
+    async with aiolite.connect(db_path, iter_chunk_size=4) as db:
+        await _setup(db, rows=20)
+        cur = await db.execute("SELECT v FROM t ORDER BY id")
+        assert await cur.fetchone() == (0,)
+        raw = cur._raw
+        assert raw is not None
+        del cur
+        # Round trips that run after the close the finalizer queued (the worker may hold
+        # the cursor until it takes its next job: the cursor dies there, then).
+        for _ in range(2):
+            await db.rollback()  # a round trip (no transaction is open)
+        with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
+            raw.fetchone()
+        cur = await db.execute("SELECT v FROM t ORDER BY id")
+        assert [r[0] async for r in cur] == list(range(20))  # read to its end, in refills
+        assert cur._raw is None
+        del cur
+        assert db._worker.queued == 0
+        assert not db._worker._tickets
+        cur = await db.execute("SELECT v FROM t ORDER BY id")
+        assert len(await cur.fetchmany(6)) == 6
+        await cur.close()  # released by close(): the finalizer is disarmed
+        del cur
+        for _ in range(2):
+            await db.rollback()  # a round trip (no transaction is open)
+        assert db._worker.queued == 0
+        assert not db._worker._tickets

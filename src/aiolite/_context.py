@@ -8,12 +8,15 @@ cursor and closes it on exit.  It is a real coroutine object, so ``asyncio.gathe
 from __future__ import annotations
 
 from collections.abc import Awaitable, Coroutine, Generator
+from time import perf_counter
 from types import TracebackType
 from typing import Any, Generic, Optional, TypeVar
 
+from ._backends import running_loop
 from ._backends._asyncio import Ready
 from ._closing import DONE
 from ._cursor import Cursor, run_execute
+from ._worker import NOT_HERE
 
 __all__ = ["Execution", "Result"]
 
@@ -67,13 +70,12 @@ class Execution(Coroutine[Any, Any, Cursor]):
     throw, close), so ``asyncio.create_task`` and ``gather`` take it.
     """
 
+    # Made by Connection.execute, slot by slot: no __init__ frame on the hot path.
     __slots__ = ("_cursor", "_it", "_params", "_sql")
-
-    def __init__(self, cursor: Cursor, sql: str, params: Any) -> None:
-        self._cursor = cursor
-        self._sql: Optional[str] = sql
-        self._params = params
-        self._it: Any = None  # the waiter's iterator, when driven through send()
+    _cursor: Cursor
+    _sql: Optional[str]  # None once awaited
+    _params: Any
+    _it: Any  # the waiter's iterator, when driven through send()
 
     def __await__(self) -> Generator[Any, None, Cursor]:
         sql = self._sql
@@ -83,7 +85,23 @@ class Execution(Coroutine[Any, Any, Cursor]):
         cursor = self._cursor
         params = self._params
         args = (cursor, sql, params, cursor.row_factory, cursor.iter_chunk_size)
-        call = cursor._conn._statement(run_execute, args, sql, (sql, params))
+        stmt = (sql, params)
+        conn = cursor._conn
+        # Connection._statement, its _here written out: the call that ran here needs no
+        # Ready, and no frame of its own.
+        worker = conn._worker
+        inline = worker.inline
+        if inline is not None:
+            how = inline.fast.get(sql)
+            if how is not None:
+                wakers = conn._wakers
+                if running_loop() is wakers.key and worker.deferred_error is None:
+                    now = perf_counter()
+                    if now < wakers.waker.until:
+                        value = worker.run_here(run_execute, args, sql, stmt, how, now)
+                        if value is not NOT_HERE:
+                            return cursor
+        call = conn._dispatch(run_execute, args, sql, stmt)
         if type(call) is Ready:  # it ran on this thread: no generator of its own to drive
             return cursor
         yield from call.__await__()  # the job returns this cursor

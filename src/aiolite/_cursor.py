@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from ._closing import DONE, Closing
 from ._inline import LOCKED, MANY, SCRIPT
 from ._types import Parameters, RowFactory
-from ._worker import Job
+from ._worker import Job, Worker
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -46,16 +46,55 @@ class _Results:
     """Rows and metadata of the last statement; written by the worker, read by the loop.
 
     A Cursor is one itself (one object less per execute); a RowStream holds one.  The
-    defaults are class attributes: a new cursor sets none of them, the statement that
-    runs on it sets them all.
+    defaults are class attributes: a new cursor sets none of them.
     """
 
     _rows: Rows = ()
     #: The sqlite3 cursor while it still has unread rows; None once exhausted.
     _raw: Optional[sqlite3.Cursor] = None
-    _description: Any = None
-    _rowcount = -1
-    _lastrowid: Optional[int] = None
+    #: The sqlite3 cursor of the last statement, for its description, rowcount and
+    #: lastrowid: read-only members that never change once it ran, so any thread may
+    #: read them (one store per statement instead of three).
+    _last: Optional[sqlite3.Cursor] = None
+    #: A Cursor's finalizer for ``_raw``, while it has one (see Cursor._unread).
+    _guard: Optional[_Unread] = None
+
+    def _unread(self, cur: sqlite3.Cursor) -> None:
+        """The statement on ``cur`` has rows left: keep it (see Cursor._unread)."""
+        self._raw = cur
+
+
+class _Unread:
+    """Closes a half-read statement's sqlite3 cursor on its connection's thread once the
+    Cursor that held it is gone: dropped anywhere else (the loop thread), it would reset
+    the statement there, waiting for the connection while the worker runs a statement.
+    Only a statement left with rows to read gets one; the usual cursor has no finalizer.
+    """
+
+    __slots__ = ("cur", "worker")
+
+    def __init__(self, cur: Optional[sqlite3.Cursor], worker: Worker) -> None:
+        self.cur = cur
+        self.worker = worker
+
+    def __del__(self) -> None:
+        cur = self.cur
+        if cur is not None:  # still unread: it was not released, nor read to its end
+            try:
+                self.worker.post(_close, cur)
+            except Exception:  # interpreter shutdown: the exit hook closes the connection
+                pass
+
+
+def _take_raw(res: _Results) -> Optional[sqlite3.Cursor]:
+    """Detach ``res``'s statement with unread rows, and disarm its guard: the caller
+    closes it, or it was read to its end."""
+    raw, res._raw = res._raw, None
+    guard = res._guard
+    if guard is not None:
+        guard.cur = None
+        res._guard = None
+    return raw
 
 
 # ---- worker side: these run on the connection's thread -----------------------------------
@@ -66,7 +105,7 @@ def _read(res: _Results, cur: sqlite3.Cursor, n: int) -> None:
     try:
         rows = cur.fetchall() if n < 0 else cur.fetchmany(n)
     except BaseException:
-        res._raw = None
+        _take_raw(res)
         raise
     more = 0 <= n == len(rows)
     buffered = res._rows
@@ -81,13 +120,20 @@ def _read(res: _Results, cur: sqlite3.Cursor, n: int) -> None:
         rows.reverse()
         res._rows = deque(rows)
     # Rows first, then raw: the loop reads raw, then the rows.
-    res._raw = cur if more else None  # exhausted: SQLite already reset the statement
+    if not more:
+        _take_raw(res)  # exhausted: SQLite already reset the statement
+    elif res._raw is not cur:
+        res._unread(cur)
 
 
 def _release(_: Any, res: _Results) -> None:
-    raw, res._raw = res._raw, None
+    raw = _take_raw(res)
     if raw is not None:
         raw.close()
+
+
+def _close(_: Any, cur: sqlite3.Cursor) -> None:
+    cur.close()
 
 
 def _start(conn: sqlite3.Connection, res: _Results, row_factory: RowFactory) -> sqlite3.Cursor:
@@ -100,10 +146,8 @@ def _start(conn: sqlite3.Connection, res: _Results, row_factory: RowFactory) -> 
 
 
 def _finish(res: _Results, cur: sqlite3.Cursor, prefetch: int) -> None:
-    res._description = description = cur.description  # built anew on every access
-    res._rowcount = cur.rowcount
-    res._lastrowid = cur.lastrowid
-    if description is not None:
+    res._last = cur
+    if cur.description is not None:
         _read(res, cur, prefetch)
 
 
@@ -124,17 +168,15 @@ def run_execute(
     cur = conn.cursor()
     cur.row_factory = row_factory
     cur.execute(sql, params)  # type: ignore[arg-type]
-    res._description = description = cur.description
-    res._rowcount = cur.rowcount
-    res._lastrowid = cur.lastrowid
-    if description is not None:  # _read, for a buffer known to be empty
+    res._last = cur
+    if cur.description is not None:  # _read, for a buffer known to be empty
         rows = cur.fetchmany(prefetch)
         rows.reverse()
         if len(rows) < prefetch:  # the statement is over: SQLite already reset it
             res._rows = rows
         else:
             res._rows = deque(rows)
-            res._raw = cur
+            res._unread(cur)
     return res
 
 
@@ -210,20 +252,18 @@ class Cursor(Closing, _Results):
     _chunk = 0
 
     def __init__(self, conn: Connection) -> None:
-        # Made for every execute: the defaults are class attributes (see _Results).
+        # Made for every execute: the defaults are class attributes (see _Results).  Keep
+        # Connection.execute's copy of this in step.
         self._conn = conn
         self.iter_chunk_size: int = conn._iter_chunk_size
         self.row_factory: RowFactory = conn._row_factory
 
-    def __del__(self) -> None:
-        # Finalize a half-read statement on its own thread, never on the loop thread.
-        try:
-            if self._raw is not None:
-                # Posting self resurrects it until the worker ran the job (PEP 442: this
-                # finalizer does not run twice).
-                self._conn._worker.post(_release, self)
-        except Exception:  # interpreter shutdown: the exit hook closes the connection
-            pass
+    def _unread(self, cur: sqlite3.Cursor) -> None:
+        # The guard comes first: from then on, dropping this cursor closes ``cur`` on the
+        # worker.  Set where the statement ran (worker or loop thread), so even a cursor
+        # whose execute was cancelled after it ran, and never handed out, has it.
+        self._guard = _Unread(cur, self._conn._worker)
+        self._raw = cur
 
     # -- statements (1 round trip each) --
 
@@ -284,15 +324,6 @@ class Cursor(Closing, _Results):
         if inline is not None and (begin.upper() == "DEFERRED" or inline.state == LOCKED):
             return sql
         return (sql, begin)
-
-    def submit(self, sql: str, params: Parameters) -> Awaitable[Cursor]:
-        """Queue ``execute(sql, params)`` on a new cursor; the awaitable gives this cursor.
-
-        For ``Connection.execute`` (see Execution): a new cursor is open and has no
-        statement yet, so there is nothing to check or reset.
-        """
-        args = (self, sql, params, self.row_factory, self.iter_chunk_size)
-        return self._conn._statement(run_execute, args, sql, (sql, params))  # as _call_stmt
 
     # -- fetching (0 round trips while the prefetched rows last) --
 
@@ -383,15 +414,18 @@ class Cursor(Closing, _Results):
 
     @property
     def rowcount(self) -> int:
-        return self._rowcount
+        last = self._last
+        return -1 if last is None else last.rowcount
 
     @property
     def lastrowid(self) -> Optional[int]:
-        return self._lastrowid
+        last = self._last
+        return None if last is None else last.lastrowid
 
     @property
     def description(self) -> Any:
-        return self._description
+        last = self._last
+        return None if last is None else last.description
 
     @property
     def connection(self) -> Connection:

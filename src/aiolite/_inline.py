@@ -278,6 +278,11 @@ class Inline:
         #: it loses nothing, its own transaction rolls back.
         self.own_write: How = (budget, True, NEVER)
         self.kinds: dict[Any, int] = {}  # by SQL text
+        #: The statements admit() let run here as a read or a write that cannot wait, by
+        #: SQL text: the hot path looks them up instead of asking admit() again.  Each
+        #: holds while nothing it depends on changes; what changes any of it (the
+        #: transaction's state, the facts, the kinds, hooks, a slow history) drops them.
+        self.fast: dict[Any, How] = {}
         #: Moving average of each statement's runs here (seconds), for statements that
         #: ever took SHORT_HERE or more; a budget overrun counts as the budget.
         self.hist: dict[Any, float] = {}
@@ -315,14 +320,17 @@ class Inline:
         if facts is None or self.worker.lost_transaction:
             return NO
         if kind == READ:
-            return self.read if facts.lock_free or self.state == LOCKED else NO
+            if facts.lock_free or self.state == LOCKED:
+                self.fast[sql] = self.read
+                return self.read
+            return NO
         if kind == WRITE:
-            if facts.private:
-                return RUN  # nobody else can hold a lock; a commit has nothing to sync
+            if facts.private or (facts.lock_free and self.state == LOCKED):
+                # Private: nobody else can hold a lock; a commit has nothing to sync.
+                self.fast[sql] = RUN
+                return RUN
             if not facts.lock_free:
                 return NO
-            if self.state == LOCKED:
-                return RUN
             # The first write of a transaction takes the write lock: here only if it can
             # without waiting, and only if a transaction stays open after it (no commit).
             conn = self.worker.connection
@@ -374,6 +382,19 @@ class Inline:
             hist.pop(key, None)
         else:
             hist[key] = took
+            if took >= SHORT:
+                self.fast.pop(key, None)
+
+    def overran(self, key: Any, took: float) -> None:
+        """A read run here went over its budget (``took`` seconds): not here for a while."""
+        self.hist[key] = took
+        self.fast.pop(key, None)
+        self.moved += 1
+
+    def set_hooked(self, hooked: bool) -> None:
+        """An authorizer or trace callback is set (True) or none is any more."""
+        self.hooked = hooked
+        self.fast.clear()
 
     def slow(self, sql: str) -> bool:
         """Whether its history (or hooks) keep this statement off the loop thread now."""
@@ -396,6 +417,7 @@ class Inline:
                 kind = NEVER
             if len(self.kinds) >= MAX_KINDS:
                 self.kinds.clear()
+                self.fast.clear()
             self.kinds[sql] = kind
         return kind
 
@@ -449,6 +471,7 @@ class Inline:
         on the worker (they run Python code that may take any time)."""
         self.names.add(name.lower())
         self.kinds.clear()
+        self.fast.clear()
 
     # -- where the job ran, holding the connection --
 
@@ -459,6 +482,14 @@ class Inline:
         transaction's state."""
         if conn is None:
             return
+        state = self.state
+        try:
+            self._after(conn, stmt, ok)
+        finally:
+            if self.state != state:  # what fast holds may have been admitted for it
+                self.fast.clear()
+
+    def _after(self, conn: sqlite3.Connection, stmt: Optional[tuple[str, Any]], ok: bool) -> None:
         in_tx = conn.in_transaction
         if not in_tx:
             self.state = CLEAN
@@ -490,6 +521,7 @@ class Inline:
                 return
             if len(kinds) >= MAX_KINDS:
                 kinds.clear()
+                self.fast.clear()
             facts = self.facts
             if facts is None:
                 return
@@ -521,6 +553,7 @@ class Inline:
         """The schema or the settings may have changed: learn kinds and facts again."""
         self.kinds.clear()
         self.hist.clear()
+        self.fast.clear()
         self.facts = None
 
 

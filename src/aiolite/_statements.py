@@ -692,7 +692,7 @@ def _commit(conn: sqlite3.Connection, s: Session, _q: Any, _p: Any, _s: Any, _x:
 def _stream(conn: sqlite3.Connection, s: Session, sql: str, params: Any, shape: Any, x: Any) -> Any:
     res, prefetch = x[0], x[1]
     cur = _cursor(conn, s, sql, params)
-    res._description = description = cur.description  # built anew on every access
+    description = cur.description
     if description is None:
         res._raw = None
         return None

@@ -42,7 +42,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._exceptions import ConnectionClosedError, is_busy
-from ._inline import READ, WRITE
+from ._inline import WRITE
 
 if TYPE_CHECKING:
     from ._backends._base import Waker
@@ -542,8 +542,9 @@ class Worker:
             return NOT_HERE
         try:
             conn = self.connection
-            # Checked again holding the connection: a job queued meanwhile goes first.
-            if self._tickets or conn is None or not self.accepting:
+            # Checked again holding the connection: a job queued meanwhile goes first, and
+            # one that lost the user's transaction meanwhile had the last word.
+            if self._tickets or conn is None or not self.accepting or self.lost_transaction:
                 return NOT_HERE
             if not self._probed and not self._probe(conn):
                 return NOT_HERE
@@ -551,8 +552,10 @@ class Worker:
             if nowait:  # the first write of a transaction, if nobody else writes
                 return self._run_nowait(conn, fn, args, key, stmt, budget)
             started = now or perf_counter()
-            if budget > 0:
-                self._arm_budget(conn, started + budget)
+            if budget:  # _arm_budget, written out
+                if self._steps != INLINE_STEPS:
+                    self._set_steps(conn, INLINE_STEPS)
+                self.budget_deadline = started + budget
             try:
                 value = fn(conn, *args)
             except BaseException as exc:
@@ -560,19 +563,16 @@ class Worker:
                     return NOT_HERE  # over budget: the worker runs it again
                 raise
             took = perf_counter() - started
-            if budget > 0:
+            inline: Inline = self.inline  # type: ignore[assignment]  # not None: probed
+            if budget:
                 self.budget_deadline = None
-            inline = self.inline
-            if inline is not None:
-                if took >= SHORT_HERE or key in inline.hist:
-                    inline.record(key, took)
-                # Inline.ran, its short path written out: reads change nothing it
-                # tracks, and a write here is inside a transaction holding the lock.
-                inline.calls += 1
-                if kind == WRITE:
-                    inline.tx_writes += 1
-                elif kind != READ:
-                    inline.after(conn, stmt, True)
+            elif kind == WRITE:
+                inline.tx_writes += 1  # a write here is inside a transaction holding the lock
+            else:
+                inline.after(conn, stmt, True)  # a BEGIN, a COMMIT
+            if took >= SHORT_HERE or key in inline.hist:
+                inline.record(key, took)
+            inline.calls += 1
             return value
         finally:
             self._exec.release()
@@ -649,8 +649,7 @@ class Worker:
         if self.over_budget:
             self.over_budget = False
             if inline is not None:
-                inline.hist[key] = perf_counter() - started  # long: not here for a while
-                inline.moved += 1
+                inline.overran(key, perf_counter() - started)
             return True
         if inline is not None:
             self._learn(inline, stmt, False)

@@ -310,16 +310,17 @@ class _AsyncioWaker:
         "_rfd",
         "_scheduled",
         "_turns",
-        "mark",
         "marked",
+        "until",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
-        #: When calls began running on the loop thread in this loop iteration, if they did
-        #: (``marked``): all tasks of the loop share one YIELD_EVERY per iteration.
-        self.mark = 0.0
+        #: Whether calls began running on the loop thread in this loop iteration, and until
+        #: when they may (perf_counter; 0 if not marked): all tasks of the loop share one
+        #: YIELD_EVERY per iteration.
         self.marked = False
+        self.until = 0.0
         self._pending: deque[_Outcome] = deque()
         self._scheduled = False
         self._rfd: int | None = None  # FdWaker's signal, read by _drain
@@ -386,7 +387,7 @@ class _AsyncioWaker:
         # spend(), written out: this runs for every statement; its clock reading is the
         # call's start (run_here's ``now``).
         now = perf_counter()
-        if (now - self.mark < YIELD_EVERY) if self.marked else self.spend():
+        if now < self.until if self.marked else self.spend():
             value = worker.run_here(fn, args, key, stmt, how, now)  # raises what fn raised
             if value is not NOT_HERE:
                 return Ready(value)
@@ -407,12 +408,13 @@ class _AsyncioWaker:
                 return False
             loop.call_soon(self._unmark)
             self.marked = True
-            self.mark = perf_counter()
+            self.until = perf_counter() + YIELD_EVERY
             return True
-        return perf_counter() - self.mark < YIELD_EVERY
+        return perf_counter() < self.until
 
     def _unmark(self) -> None:
         self.marked = False
+        self.until = 0.0
         self._wake_next()
 
     def _wake_next(self) -> None:
