@@ -15,7 +15,7 @@ from typing import Any, Generic, Optional, TypeVar
 from ._backends import running_loop
 from ._backends._asyncio import Ready
 from ._closing import DONE
-from ._cursor import Cursor, run_execute
+from ._cursor import Cursor, run_new
 from ._worker import NOT_HERE
 
 __all__ = ["Execution", "Result"]
@@ -84,7 +84,7 @@ class Execution(Coroutine[Any, Any, Cursor]):
         self._sql = None
         cursor = self._cursor
         params = self._params
-        args = (cursor, sql, params, cursor.row_factory, cursor.iter_chunk_size)
+        args = (cursor, sql, params, cursor.iter_chunk_size)
         stmt = (sql, params)
         conn = cursor._conn
         # Connection._statement, its _here written out: the call that ran here needs no
@@ -98,10 +98,10 @@ class Execution(Coroutine[Any, Any, Cursor]):
                 if running_loop() is wakers.key and worker.deferred_error is None:
                     now = perf_counter()
                     if now < wakers.waker.until:
-                        value = worker.run_here(run_execute, args, sql, stmt, how, now)
+                        value = worker.run_here(run_new, args, sql, stmt, how, now)
                         if value is not NOT_HERE:
                             return cursor
-        call = conn._dispatch(run_execute, args, sql, stmt)
+        call = conn._dispatch(run_new, args, sql, stmt)
         if type(call) is Ready:  # it ran on this thread: no generator of its own to drive
             return cursor
         yield from call.__await__()  # the job returns this cursor

@@ -159,17 +159,27 @@ def run_execute(
     row_factory: RowFactory,
     prefetch: int,
 ) -> Cursor:
-    # Returns the cursor, so that db.execute() can await the waiter directly (see
-    # Execution).  _start and _finish, written out: the hottest function of all (it runs
-    # on the loop thread when the statement is short, see _inline).
-    if res._raw is not None:  # a new cursor (db.execute) has nothing to release
-        _release(conn, res)
-    res._rows = ()
-    cur = conn.cursor()
-    cur.row_factory = row_factory
+    """``Cursor.execute``: a statement on a cursor that may hold one already, with the
+    cursor's own row factory."""
+    cur = _start(conn, res, row_factory)
     cur.execute(sql, params)  # type: ignore[arg-type]
+    _finish(res, cur, prefetch)
+    return res
+
+
+def run_new(conn: sqlite3.Connection, res: Cursor, sql: str, params: Any, prefetch: int) -> Cursor:
+    """``Connection.execute``: the statement of a new cursor, and its first rows.
+
+    The hottest function of all (it runs on the loop thread when the statement is short,
+    see _inline), so _finish and _read are written out for a buffer known to be empty.
+    A new cursor holds nothing to release, and its row factory is the connection's,
+    which the Connection keeps the sqlite3 connection's in step with (a change is a job,
+    so it has run before any later statement): sqlite3's ``execute`` makes the cursor.
+    Returns the cursor, so that db.execute() can await the waiter directly (Execution).
+    """
+    cur = conn.execute(sql, params)
     res._last = cur
-    if cur.description is not None:  # _read, for a buffer known to be empty
+    if cur.description is not None:
         rows = cur.fetchmany(prefetch)
         rows.reverse()
         if len(rows) < prefetch:  # the statement is over: SQLite already reset it
