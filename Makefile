@@ -75,6 +75,7 @@ lint: $(STAMP)
 
 bench: $(STAMP) system-deps
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.pythons
 	$(PY) -m benchmarks.database
 	$(PY) -m benchmarks.sqlalchemy_rmw
 	$(PY) -m benchmarks.dqlite --seconds 3 --failovers 3 --go
