@@ -386,7 +386,9 @@ class Connection(Opening):
         NOT_HERE: there every call must be a checkpoint, which a plain call is not."""
         worker = self._worker
         inline = worker.inline
-        if inline is not None:
+        # Nothing queued, first: what the entry was admitted for can only change through a
+        # job, and no other task of this loop can queue one before this call runs.
+        if inline is not None and not worker._tickets:
             how = inline.fast.get(key)
             if how is not None and worker.deferred_error is None:
                 wakers = self._wakers

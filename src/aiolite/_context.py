@@ -91,7 +91,7 @@ class Execution(Coroutine[Any, Any, Cursor]):
         # Ready, and no frame of its own.
         worker = conn._worker
         inline = worker.inline
-        if inline is not None:
+        if inline is not None and not worker._tickets:  # see Connection._here
             how = inline.fast.get(sql)
             if how is not None:
                 wakers = conn._wakers

@@ -306,8 +306,9 @@ class Inline:
     def admit(self, sql: Any) -> How:
         """How the statement job keyed ``sql`` may run here (NO: on the worker).  A
         statement sent with a BEGIN that may wait has a key of its own (not its SQL):
-        never admitted."""
-        if self.hooked:
+        never admitted.  Nothing may be queued: a queued job may change what the decision
+        rests on before the call gets the connection (and the call would wait for it)."""
+        if self.hooked or self.worker._tickets:
             return NO
         kind = self.kinds.get(sql, NEVER)
         if kind == NEVER:
