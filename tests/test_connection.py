@@ -463,3 +463,20 @@ async def test_mixed_fetches_return_every_row_once_in_order(tmp_path: Path, chun
             assert await cur.fetchone() is None
             assert await cur.fetchall() == []
             await cur.close()
+
+
+async def test_set_authorizer_none_removes_it(db_path: Path) -> None:
+    """On every Python: sqlite3 before 3.11 kept calling a None authorizer, so every
+    statement after set_authorizer(None) failed "not authorized"."""
+    async with aiolite.connect(db_path) as db:
+        await db.execute("CREATE TABLE t(x)")
+
+        def no_inserts(action: int, *_: Any) -> int:
+            return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_INSERT else sqlite3.SQLITE_OK
+
+        await db.set_authorizer(no_inserts)
+        with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+            await db.execute("INSERT INTO t VALUES (1)")
+        await db.set_authorizer(None)
+        await db.execute("INSERT INTO t VALUES (2)")
+        assert await db.execute_fetchall("SELECT x FROM t") == [(2,)]
