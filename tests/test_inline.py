@@ -788,12 +788,15 @@ async def test_a_dropped_half_read_cursor_is_closed_on_the_worker(db_path: Path)
         cur = await db.execute("SELECT v FROM t ORDER BY id")
         assert [r[0] async for r in cur] == list(range(20))  # read to its end, in refills
         assert cur._raw is None
+        assert cur._guard is None  # disarmed: dropping it queues nothing
         del cur
         assert db._worker.queued == 0
         assert not db._worker._tickets
         cur = await db.execute("SELECT v FROM t ORDER BY id")
         assert len(await cur.fetchmany(6)) == 6
         await cur.close()  # released by close(): the finalizer is disarmed
+        await db.rollback()  # a round trip, after the release close() queued
+        assert cur._guard is None
         del cur
         for _ in range(2):
             await db.rollback()  # a round trip (no transaction is open)
@@ -818,3 +821,88 @@ async def test_nothing_is_admitted_while_a_job_is_queued(db_path: Path) -> None:
             assert inline.admit(SELECT) is None
         finally:
             db._worker._tickets.pop()
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+async def test_seeded_tasks_hooks_locks_and_cancels_keep_every_promise(
+    db_path: Path, seed: int
+) -> None:
+    """Attacks the remembered admissions (Inline.fast) with a seeded mix: four tasks share
+    one connection (transfers in transactions cancelled at random moments, point reads),
+    a fifth toggles a trace callback, a second connection's reads keep starting loop turns,
+    and another thread takes the write lock now and then.  Every promise must hold: the
+    total never changes, a traced statement never runs on the loop thread, the loop never
+    waits for the lock, and calls still run here."""
+    rng = random.Random(seed)
+    async with aiolite.connect(db_path) as db:
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER)")
+        await db.executemany("INSERT INTO acct(bal) VALUES (?)", [(100,)] * 10)
+        await db.commit()
+        worker_thread = db._thread.ident
+        traced_on: list[int] = []
+        tx = anyio.Lock()
+        stop = threading.Event()
+
+        def locker() -> None:  # another connection takes the write lock 30 ms at a time
+            conn = sqlite3.connect(db_path, isolation_level=None)
+            while not stop.wait(rng_lock.uniform(0.02, 0.08)):
+                conn.execute("BEGIN IMMEDIATE")
+                time.sleep(0.03)
+                conn.execute("COMMIT")
+            conn.close()
+
+        rng_lock = random.Random(seed + 1)
+        moves = "UPDATE acct SET bal = bal + ? WHERE id = ?"
+
+        async def transfers(k: int) -> None:
+            task_rng = random.Random(seed * 100 + k)
+            for _ in range(60):
+                a, b = task_rng.sample(range(1, 11), 2)
+                amount = task_rng.randint(1, 5)
+                async with tx:
+                    with anyio.move_on_after(task_rng.choice([0.0005, 0.002, 0.01, 1.0])):
+                        await db.execute(moves, (-amount, a))
+                        await db.execute(moves, (amount, b))
+                        await db.commit()
+                    with anyio.CancelScope(shield=True):
+                        await db.rollback()  # whatever a cancel left open
+                async with db.execute("SELECT bal FROM acct WHERE id = ?", (a,)) as cur:
+                    assert (await cur.fetchone()) is not None
+
+        async def hooks() -> None:  # on and off at any moment, inside transactions too
+            for _ in range(20):
+                await anyio.sleep(rng.uniform(0.001, 0.02))
+                await db.set_trace_callback(lambda _sql: traced_on.append(threading.get_ident()))
+                await anyio.sleep(rng.uniform(0.001, 0.01))
+                await db.set_trace_callback(None)
+
+        async def other_reads(other: aiolite.Connection) -> None:
+            for i in range(600):
+                async with other.execute("SELECT bal FROM acct WHERE id = ?", (i % 10 + 1,)) as cur:
+                    await cur.fetchone()
+                if i % 50 == 0:
+                    await anyio.lowlevel.checkpoint()
+
+        thread = threading.Thread(target=locker)
+        thread.start()
+        try:
+            async with aiolite.connect(db_path) as other:
+
+                async def work() -> None:
+                    async with anyio.create_task_group() as tg:
+                        for k in range(4):
+                            tg.start_soon(transfers, k)
+                        tg.start_soon(hooks)
+                        tg.start_soon(other_reads, other)
+
+                _, gap = await _longest_gap_while(work)
+        finally:
+            stop.set()
+            thread.join(10)
+        assert await db.execute_fetchall("SELECT sum(bal) FROM acct") == [(1000,)]
+        assert traced_on, "the trace callback saw nothing"
+        assert set(traced_on) == {worker_thread}
+        assert gap < 0.5, f"the loop stalled {gap:.3f} s"
+        assert db.statistics().inline_calls > 0

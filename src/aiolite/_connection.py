@@ -609,15 +609,27 @@ class Connection(Opening):
             # Before the registration runs: learned kinds are dropped from now on.
             inline.user_code(name)
 
-    def _hooked(self, what: str, on: bool) -> None:
-        """An authorizer or trace callback is set (or removed): while one is, every
-        statement runs on the worker, as before (and is never EXPLAINed behind its back)."""
+    async def _set_hook(self, method: str, callback: Any, on: bool) -> None:
+        """Install (or remove) an authorizer or a trace callback with sqlite3's ``method``.
+
+        While one is set, every statement runs on the worker, as before (and is never
+        EXPLAINed behind its back).  Marked before the job installs it and unmarked only
+        after the job removed it: between the job's end and this task's next step other
+        tasks run, and none of their calls may meet the hook on the loop thread (a seeded
+        test caught traced statements there when the mark came after)."""
+        if on:
+            self._mark_hook(method, True)
+        await self._invoke(method, callback)
+        if not on:
+            self._mark_hook(method, False)
+
+    def _mark_hook(self, method: str, on: bool) -> None:
         inline = self._worker.inline
         if inline is not None:
             if on:
-                self._hooks.add(what)
+                self._hooks.add(method)
             else:
-                self._hooks.discard(what)
+                self._hooks.discard(method)
             inline.set_hooked(bool(self._hooks))
 
     async def _invoke(self, method: str, /, *args: Any, **kw: Any) -> Any:
@@ -662,8 +674,7 @@ class Connection(Opening):
             # sqlite3 before 3.11 keeps calling the authorizer it was given None for, and
             # every statement then fails "not authorized": one that allows all instead.
             callback = _allow_all
-        await self._invoke("set_authorizer", callback)
-        self._hooked("authorizer", authorizer_callback is not None)
+        await self._set_hook("set_authorizer", callback, authorizer_callback is not None)
 
     async def set_progress_handler(self, handler: Optional[ProgressHandler], n: int) -> None:
         """Call ``handler`` every ``n`` VM instructions; a true return aborts the statement.
@@ -675,8 +686,7 @@ class Connection(Opening):
 
     async def set_trace_callback(self, handler: Optional[TraceCallback]) -> None:
         """Call ``handler`` with the text of each statement executed."""
-        await self._invoke("set_trace_callback", handler)
-        self._hooked("trace", handler is not None)
+        await self._set_hook("set_trace_callback", handler, handler is not None)
 
     async def enable_load_extension(self, value: bool) -> None:
         """Allow or forbid loading SQLite extensions."""

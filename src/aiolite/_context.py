@@ -8,11 +8,9 @@ cursor and closes it on exit.  It is a real coroutine object, so ``asyncio.gathe
 from __future__ import annotations
 
 from collections.abc import Awaitable, Coroutine, Generator
-from time import perf_counter
 from types import TracebackType
 from typing import Any, Generic, Optional, TypeVar
 
-from ._backends import running_loop
 from ._backends._asyncio import Ready
 from ._closing import DONE
 from ._cursor import Cursor, run_new
@@ -87,20 +85,10 @@ class Execution(Coroutine[Any, Any, Cursor]):
         args = (cursor, sql, params, cursor.iter_chunk_size)
         stmt = (sql, params)
         conn = cursor._conn
-        # Connection._statement, its _here written out: the call that ran here needs no
-        # Ready, and no frame of its own.
-        worker = conn._worker
-        inline = worker.inline
-        if inline is not None and not worker._tickets:  # see Connection._here
-            how = inline.fast.get(sql)
-            if how is not None:
-                wakers = conn._wakers
-                if running_loop() is wakers.key and worker.deferred_error is None:
-                    now = perf_counter()
-                    if now < wakers.waker.until:
-                        value = worker.run_here(run_new, args, sql, stmt, how, now)
-                        if value is not NOT_HERE:
-                            return cursor
+        # Connection._statement, without its Ready: the call that ran here returns this
+        # cursor, so there is nothing to wrap.
+        if conn._here(run_new, args, sql, stmt) is not NOT_HERE:
+            return cursor
         call = conn._dispatch(run_new, args, sql, stmt)
         if type(call) is Ready:  # it ran on this thread: no generator of its own to drive
             return cursor

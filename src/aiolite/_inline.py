@@ -82,7 +82,8 @@ YIELD_EVERY = 5e-4
 #: moves to the worker (0: never aborted); ``nowait``: SQLite's busy timeout is 0
 #: meanwhile, so a database another connection writes to fails at once and the call moves
 #: to the worker (which waits as configured); ``kind``: the statement's (see below), so
-#: that the call need not look it up again.
+#: that the call need not look it up again.  Only reads, and nowait calls, have a budget:
+#: Worker.run_here counts on it (a call with a budget and no nowait is a read).
 How = Optional[tuple[float, bool, int]]
 NO: How = None
 #: Statements classified per connection at most; then the table starts over.
