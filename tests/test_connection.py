@@ -368,27 +368,38 @@ def test_invalid_iter_chunk_size() -> None:
 
 
 async def test_execute_result_is_a_lazy_single_use_coroutine(db: aiolite.Connection) -> None:
-    """db.execute() runs when awaited, once; it is a Coroutine for create_task/gather."""
+    """db.execute() returns its cursor, whose statement runs when first awaited, once;
+    it is a Coroutine for create_task/gather."""
     await db.execute("create table t (i integer)")
     pending = db.execute("insert into t values (1)")
     assert isinstance(pending, Coroutine)
+    assert isinstance(pending, aiolite.Cursor)
+    # Fetching before the await is a mistake, said as such (not an empty result).
+    with pytest.raises(sqlite3.ProgrammingError, match="has not run: await"):
+        await pending.fetchall()
     pending.close()  # never awaited: never runs
     del pending
     cur = await db.execute("select count(*) from t")
     assert await cur.fetchone() == (0,)
 
-    # A statement can be awaited once, like any coroutine.
+    # The statement runs once: awaiting again gives the same cursor, nothing runs.
     once = db.execute("insert into t values (2)")
-    await once
-    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
-        await once
+    first = await once
+    assert first is once
+    assert await once is first
+    assert first.rowcount == 1
+    cur = await db.execute("select count(*) from t")
+    assert await cur.fetchone() == (1,)
 
     # An exception thrown in before the start is raised and nothing runs.
     never = db.execute("insert into t values (3)")
     with pytest.raises(ValueError, match="stop"):
         never.throw(ValueError("stop"))
-    with pytest.raises(RuntimeError, match="cannot reuse"):
-        await never
+    closed = await never
+    with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
+        await closed.fetchone()
+    cur = await db.execute("select count(*) from t")
+    assert await cur.fetchone() == (1,)
 
     # async with: the cursor, closed on exit, also when the block raises.
     async def fail_inside() -> aiolite.Cursor:

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+import sniffio
 
 import aiolite
 
@@ -672,8 +673,9 @@ def test_a_history_that_became_short_is_dropped() -> None:
     """A statement whose first run was slow (it prepared the statement) loses its history
     once its runs are short again, so that its later runs are not even recorded."""
     from aiolite._inline import FORGET, SHORT, Inline
+    from aiolite._worker import Worker
 
-    inline = Inline(None, 1e-3)  # type: ignore[arg-type]  # record() needs no worker
+    inline = Inline(Worker(), 1e-3)  # record() needs no running worker
     inline.record("q", 4 * SHORT)  # a slow first run: a quarter of it counts
     assert inline.hist["q"] == SHORT
     runs = 0
@@ -906,3 +908,79 @@ async def test_seeded_tasks_hooks_locks_and_cancels_keep_every_promise(
         assert set(traced_on) == {worker_thread}
         assert gap < 0.5, f"the loop stalled {gap:.3f} s"
         assert db.statistics().inline_calls > 0
+
+
+ENDLESS_INSERT = (
+    "INSERT INTO t(v) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+    "SELECT count(*) FROM c"
+)
+
+
+async def test_a_lost_transaction_stops_remembered_statements(db_path: Path) -> None:
+    """A write cancelled inside the user's transaction loses all of it (SQLite rolls back
+    the whole transaction): the statements remembered as runnable on the loop thread are
+    refused too, until rollback(), instead of running outside the transaction; also
+    right after another connection's call ran there in the same loop turn."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)  # WAL: then the other connection's reads may run here too
+        other = await aiolite.connect(db_path)
+        for i in range(20):  # one transaction (sqlite3's implicit BEGIN) holding the lock
+            await db.execute(INSERT, (i,))
+            async with db.execute(SELECT, (i + 1,)) as cur:
+                assert await cur.fetchone() == (i + 1, i)
+            async with other.execute(SELECT, (i + 1,)) as cur:
+                assert await cur.fetchone() == (i + 1, i)
+        fast = db._worker.fast
+        assert INSERT in fast
+        assert SELECT in fast
+        with anyio.move_on_after(0.2) as scope:
+            await db.execute(ENDLESS_INSERT)
+        assert scope.cancelled_caught
+        inline = _calls(db)[1]
+        other_inline = _calls(other)[1]
+        for sql, params in ((INSERT, (-1,)), (SELECT, (1,))):
+            async with other.execute(SELECT, (2,)) as cur:  # the turn's first call here
+                assert await cur.fetchone() == (2, 1)
+            with pytest.raises(sqlite3.OperationalError, match="rolled back"):
+                await db.execute(sql, params)
+        assert _calls(db)[1] == inline
+        assert _calls(other)[1] > other_inline or sniffio.current_async_library() == "trio"
+        await db.rollback()
+        assert await db.execute_fetchall("SELECT count(*) FROM t") == [(100,)]
+        await other.close()
+
+
+async def test_an_error_nobody_waited_for_is_raised_by_a_remembered_statement(
+    db_path: Path,
+) -> None:
+    """An error of a job nobody awaits (a property setter's) is raised by the next call,
+    even by a statement the loop thread had remembered as runnable there, right after
+    another connection's call ran there in the same loop turn."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)  # WAL: then the other connection's reads may run here too
+        other = await aiolite.connect(db_path)
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("CREATE TABLE p(id INTEGER PRIMARY KEY)")
+        await db.execute("CREATE TABLE c(pid REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+        await db.execute("INSERT INTO c VALUES (5)")  # the check waits for the commit
+        for i in range(20):
+            async with db.execute(SELECT, (i + 1,)) as cur:
+                assert await cur.fetchone() == (i + 1, i)
+            async with other.execute(SELECT, (i + 1,)) as cur:
+                assert await cur.fetchone() == (i + 1, i)
+        assert SELECT in db._worker.fast
+        db.isolation_level = None  # commits first, on the worker: the commit fails
+        # A new statement runs on the worker, after the setter's job: that has run then.
+        assert await db.execute_fetchall("SELECT 2") == [(2,)]
+        inline = _calls(db)[1]
+        other_inline = _calls(other)[1]
+        async with other.execute(SELECT, (1,)) as cur:  # the turn's first call here
+            assert await cur.fetchone() == (1, 0)
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            await db.execute(SELECT, (1,))
+        assert _calls(db)[1] == inline
+        assert _calls(other)[1] > other_inline or sniffio.current_async_library() == "trio"
+        await db.rollback()
+        async with db.execute(SELECT, (1,)) as cur:  # and the connection goes on
+            assert await cur.fetchone() == (1, 0)
+        await other.close()

@@ -21,7 +21,7 @@ from ._backends._asyncio import Ready
 from ._blob import Blob
 from ._closing import Opening
 from ._compat import RawConnection
-from ._context import Execution, Result
+from ._context import Result
 from ._cursor import Cursor
 from ._exceptions import ConnectionClosedError
 from ._inline import Inline, budget_of
@@ -379,23 +379,20 @@ class Connection(Opening):
         return self._dispatch(fn, args, key, stmt)
 
     def _here(self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any, stmt: Any) -> Any:
-        """The hot path of a statement admitted before (``Inline.fast``), under asyncio:
+        """The hot path of a statement admitted before (``Worker.fast``), under asyncio:
         ``fn(connection, *args)`` run on this thread now, if this loop iteration's budget
         for such calls is not spent and the worker is idle.  Its value (or its exception,
         raised), or NOT_HERE: then ``_dispatch`` decides.  Under trio it is always
         NOT_HERE: there every call must be a checkpoint, which a plain call is not."""
         worker = self._worker
-        inline = worker.inline
         # Nothing queued, first: what the entry was admitted for can only change through a
         # job, and no other task of this loop can queue one before this call runs.
-        if inline is not None and not worker._tickets:
-            how = inline.fast.get(key)
-            if how is not None and worker.deferred_error is None:
-                wakers = self._wakers
-                if running_loop() is wakers.key:
-                    now = perf_counter()
-                    if now < wakers.waker.until:
-                        return worker.run_here(fn, args, key, stmt, how, now)
+        if not worker._tickets and key in worker.fast:
+            wakers = self._wakers
+            if running_loop() is wakers.key:
+                now = perf_counter()
+                if now < wakers.waker.until:
+                    return worker.run_here(fn, args, key, stmt, None, now)
         return NOT_HERE
 
     def _dispatch(
@@ -429,7 +426,7 @@ class Connection(Opening):
     @overload
     def execute(
         self, sql: str, parameters: Optional[Parameters] = None, *, begin: None = None
-    ) -> Execution: ...
+    ) -> Cursor: ...
 
     @overload
     def execute(
@@ -438,7 +435,7 @@ class Connection(Opening):
 
     def execute(
         self, sql: str, parameters: Optional[Parameters] = None, *, begin: Optional[str] = None
-    ) -> Union[Execution, Result[Cursor]]:
+    ) -> Union[Cursor, Result[Cursor]]:
         """Execute a statement and prefetch its first rows; returns a cursor. 1 round trip.
 
         ``begin`` (an aiolite addition): ``"DEFERRED"``, ``"IMMEDIATE"`` or ``"EXCLUSIVE"``
@@ -450,18 +447,17 @@ class Connection(Opening):
         """
         params = _NO_PARAMS if parameters is None else parameters
         if begin is None:
-            # Execution(Cursor(self), ...) without the two __init__ frames (~4% of a short
-            # INSERT run on the loop thread): Cursor.__init__, written out.
+            # Cursor(self), without its __init__ frame (~2% of a short INSERT run on the
+            # loop thread): keep in step with Cursor.__init__.  Awaiting it runs the
+            # statement (Cursor.__await__).
             cursor = _new(Cursor)
             cursor._conn = self
             cursor.iter_chunk_size = self._iter_chunk_size
             cursor.row_factory = self._row_factory
-            e = _new(Execution)
-            e._cursor = cursor
-            e._sql = sql
-            e._params = params
-            e._it = None
-            return e
+            cursor._closed = True  # until awaited
+            cursor._sql = sql
+            cursor._params = params
+            return cursor
         return Result(self._via_cursor("execute", sql, params, begin=begin))
 
     def executemany(

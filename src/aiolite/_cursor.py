@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from ._backends._asyncio import Ready
 from ._closing import DONE, Closing
 from ._inline import LOCKED, MANY, SCRIPT
 from ._types import Parameters, RowFactory
-from ._worker import Job, Worker
+from ._worker import NOT_HERE, Job, Worker
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -175,7 +176,7 @@ def run_new(conn: sqlite3.Connection, res: Cursor, sql: str, params: Any, prefet
     A new cursor holds nothing to release, and its row factory is the connection's,
     which the Connection keeps the sqlite3 connection's in step with (a change is a job,
     so it has run before any later statement): sqlite3's ``execute`` makes the cursor.
-    Returns the cursor, so that db.execute() can await the waiter directly (Execution).
+    Returns the cursor, so that awaiting it awaits the waiter directly (Cursor.__await__).
     """
     cur = conn.execute(sql, params)
     res._last = cur
@@ -245,11 +246,18 @@ def run_fetch(_: Any, res: _Results, n: int) -> None:
 # ---- loop side ---------------------------------------------------------------------------
 
 
-class Cursor(Closing, _Results):
+class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
     """An async cursor, as ``aiosqlite.Cursor``.
 
     ``row_factory`` and ``arraysize`` are plain attributes; ``row_factory`` starts as the
     connection's and applies to the statements executed after it is set.
+
+    It is also what ``Connection.execute()`` returns, its statement run when first
+    awaited (aiosqlite returns a wrapper; one object less on the hot path): ``await``
+    gives the cursor itself, ``async with`` gives it and closes it.  So it is a
+    Coroutine too (send, throw, close), which ``asyncio.create_task`` and ``gather``
+    take.  Its ``close()`` serves both: it closes the cursor, and a statement not yet
+    run never runs; what it returns may be awaited (aiosqlite's ``await cur.close()``).
     """
 
     #: Rows fetchmany() returns when called without a size.
@@ -260,6 +268,12 @@ class Cursor(Closing, _Results):
     # Rows the next refill asks for; 0: twice iter_chunk_size (the statement prefetched
     # one chunk).
     _chunk = 0
+    # The statement Connection.execute() made this cursor for, until it is awaited.
+    # Meanwhile the cursor counts as closed, so that a fetch raises (see _check) instead
+    # of finding no rows.
+    _sql: Optional[str] = None
+    _params: Any = None
+    _it: Any = None  # the await's iterator, when driven through send() (a Task)
 
     def __init__(self, conn: Connection) -> None:
         # Made for every execute: the defaults are class attributes (see _Results).  Keep
@@ -400,11 +414,65 @@ class Cursor(Closing, _Results):
         # yet read; a cancelled refill instead finishes into the buffer, so none are skipped.
         await self._conn._call_job(Job(run_fetch, (self, n), shielded=True, pure=True))
 
+    # -- awaiting the statement of Connection.execute() --
+
+    def __await__(self) -> Generator[Any, None, Cursor]:
+        # The hot path of the whole library: the job itself returns this cursor, so a
+        # call sent to the worker is awaited directly, with no coroutine frame between.
+        sql = self._sql
+        if sql is not None:
+            params = self._params
+            self._sql = self._params = None
+            self._closed = False
+            args = (self, sql, params, self.iter_chunk_size)
+            stmt = (sql, params)
+            conn = self._conn
+            # Connection._statement, without its Ready: the call that ran here returns
+            # this cursor, so there is nothing to wrap.
+            if conn._here(run_new, args, sql, stmt) is NOT_HERE:
+                call = conn._dispatch(run_new, args, sql, stmt)
+                if type(call) is not Ready:  # not run on this thread after all
+                    yield from call.__await__()
+        return self  # awaiting it again (or a cursor with no statement) runs nothing
+
+    def send(self, value: Any) -> Any:
+        it = self._it
+        if it is None:
+            it = self._it = self.__await__()
+        return it.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        it = self._it
+        if it is None:  # not started: nothing runs, the exception goes straight out
+            self._sql = self._params = None
+            if isinstance(typ, BaseException):
+                raise typ
+            raise val if isinstance(val, BaseException) else typ() if val is None else typ(val)
+        if val is None:
+            return it.throw(typ)
+        if tb is None:
+            return it.throw(typ, val)
+        return it.throw(typ, val, tb)
+
+    def __aenter__(self) -> Cursor:  # awaited: it runs the statement
+        return self
+
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:  # type: ignore[override]
+        return self.close_now()
+
     # -- lifecycle --
 
-    async def close(self) -> None:
-        """Close the cursor (0 round trips: a half-read statement is released in order)."""
-        self.close_now()
+    def close(self) -> Awaitable[None]:  # type: ignore[override]  # see the class docstring
+        """Close the cursor (0 round trips: a half-read statement is released in order).
+
+        A statement not yet awaited never runs; one being awaited (through a Task) is
+        abandoned as a cancelled one would be."""
+        self._sql = self._params = None
+        it = self._it
+        if it is not None:
+            self._it = None
+            it.close()
+        return self.close_now()
 
     def close_now(self) -> Awaitable[None]:
         """Close at once (nothing to wait for); returns an awaitable that is already done."""
@@ -417,6 +485,11 @@ class Cursor(Closing, _Results):
 
     def _check(self) -> None:
         if self._closed:
+            if self._sql is not None:
+                raise sqlite3.ProgrammingError(
+                    "the cursor's statement has not run: await connection.execute(...) "
+                    "before fetching from its cursor"
+                )
             raise sqlite3.ProgrammingError("Cannot operate on a closed cursor.")
         self._conn._check_open()
 

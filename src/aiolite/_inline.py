@@ -91,7 +91,8 @@ MAX_KINDS = 2048
 
 # Kinds of statement.
 NEVER, READ, WRITE, BIG_WRITE, BEGIN, LOCK, COMMIT = range(7)
-RUN: How = (0.0, False, WRITE)  # a write that cannot wait: no budget (never aborted)
+# A write that cannot wait: no budget (never aborted).
+RUN: tuple[float, bool, int] = (0.0, False, WRITE)
 NOWAIT: How = (0.0, True, WRITE)
 _RUN_BEGIN: How = (0.0, False, BEGIN)
 _RUN_COMMIT: How = (0.0, False, COMMIT)
@@ -274,7 +275,8 @@ class Inline:
     def __init__(self, worker: Worker, budget: float) -> None:
         self.worker = worker
         self.budget = budget
-        self.read: How = (budget, False, READ)  # a read: aborted after the budget
+        # A read: aborted after the budget.
+        self.read: tuple[float, bool, int] = (budget, False, READ)
         #: A Database's autocommit write (BEGIN IMMEDIATE ... COMMIT in one job): aborting
         #: it loses nothing, its own transaction rolls back.
         self.own_write: How = (budget, True, NEVER)
@@ -283,7 +285,8 @@ class Inline:
         #: SQL text: the hot path looks them up instead of asking admit() again.  Each
         #: holds while nothing it depends on changes; what changes any of it (the
         #: transaction's state, the facts, the kinds, hooks, a slow history) drops them.
-        self.fast: dict[Any, How] = {}
+        self.fast = worker.fast  # the Worker's own: it empties it too (see Worker.fast)
+        self.fast.clear()
         #: Moving average of each statement's runs here (seconds), for statements that
         #: ever took SHORT_HERE or more; a budget overrun counts as the budget.
         self.hist: dict[Any, float] = {}
@@ -321,15 +324,18 @@ class Inline:
         facts = self.facts
         if facts is None or self.worker.lost_transaction:
             return NO
+        # Remembered only once the worker may be used from this thread (it probed).
         if kind == READ:
             if facts.lock_free or self.state == LOCKED:
-                self.fast[sql] = self.read
+                if self.worker._probed:
+                    self.fast[sql] = self.read
                 return self.read
             return NO
         if kind == WRITE:
             if facts.private or (facts.lock_free and self.state == LOCKED):
                 # Private: nobody else can hold a lock; a commit has nothing to sync.
-                self.fast[sql] = RUN
+                if self.worker._probed:
+                    self.fast[sql] = RUN
                 return RUN
             if not facts.lock_free:
                 return NO

@@ -423,6 +423,7 @@ class Session:
         worker = self.worker
         with worker._lock:
             worker.connection = None
+        worker.fast.clear()
         try:
             conn.close()
         except sqlite3.Error:

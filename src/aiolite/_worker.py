@@ -190,6 +190,12 @@ class Worker:
         self._tickets: list[None] = []
         #: Adaptive execution (see _inline): None when every call goes to the thread.
         self.inline: Optional[Inline] = None
+        #: The statements the loop thread may run without asking ``inline`` (its
+        #: ``Inline.fast``; empty without one).  An entry holds only while the connection
+        #: is open, probed, takes jobs, has lost no transaction and has no deferred error:
+        #: whatever ends one of these empties the dict first, so that the hot path
+        #: (``run_here`` without a How) checks none of them.
+        self.fast: dict[Any, tuple[float, bool, int]] = {}
         #: When the call running on the loop thread must give up (monotonic), and whether
         #: it did: it then runs again on the worker.
         self.budget_deadline: Optional[float] = None
@@ -258,6 +264,7 @@ class Worker:
             with self._lock:
                 if self.accepting:
                     self.accepting = False
+                    self.fast.clear()
                     self._tickets.append(None)
                     self._queue.put(job)
                     return
@@ -296,6 +303,7 @@ class Worker:
             with self._lock:
                 self.accepting = False
                 self.finished = True
+            self.fast.clear()
             return
         try:
             self.submit(Job(close_connection, (self,), final=True))
@@ -494,6 +502,11 @@ class Worker:
             inline = self.inline
             if inline is not None:
                 self._learn(inline, job.stmt, ok)
+            if not ok and job.waker is None and state != CANCELLED:
+                # Set holding the connection: no call runs on the loop thread before it is
+                # raised (it empties fast, which that call would check).
+                self.deferred_error = value
+                self.fast.clear()
             let_go()
             done_with()
             if state == CANCELLED:
@@ -505,8 +518,6 @@ class Worker:
                 if not held:
                     held_since = ended
                 held.append((job, ok, value))
-            elif not ok:
-                self.deferred_error = value
             if job.final:
                 self._hand_over_held(held)
                 self._finish()
@@ -526,27 +537,39 @@ class Worker:
         args: tuple[Any, ...],
         key: Any,
         stmt: Any,
-        how: tuple[float, bool, int],
+        how: Optional[tuple[float, bool, int]] = None,
         now: float = 0.0,
     ) -> Any:
         """Loop thread: run ``fn(connection, *args)`` now on this thread, if the worker is
         idle and nothing is queued; its value (or its exception, raised), or NOT_HERE to
         send it to the worker instead.  ``key`` and ``stmt`` are as the Job's would be.
 
-        ``how`` is ``(budget, nowait, kind)`` (see _inline.How): with a budget (> 0 s),
-        SQLite aborts the statement once it has run that long, and with nowait, once it
-        finds the database locked: it then goes to the worker (NOT_HERE).  ``now``: the
-        caller's perf_counter() just before, if it read one (one call less per statement).
+        ``how`` is ``(budget, nowait, kind)`` (see _inline.How), as ``Inline.admit`` said,
+        or None: the one ``fast`` remembers for ``key`` (NOT_HERE if none).  With a budget
+        (> 0 s), SQLite aborts the statement once it has run that long, and with nowait,
+        once it finds the database locked: it then goes to the worker (NOT_HERE).
+        ``now``: the caller's perf_counter() just before, if it read one.
         """
         if self._tickets or not self._exec.acquire(False):
             return NOT_HERE
         try:
-            conn = self.connection
+            # Open whenever a How from fast is found, else checked below.
+            conn: sqlite3.Connection = self.connection  # type: ignore[assignment]
             # Checked again holding the connection: a job queued meanwhile goes first, and
-            # one that lost the user's transaction meanwhile had the last word.
-            if self._tickets or conn is None or not self.accepting or self.lost_transaction:
-                return NOT_HERE
-            if not self._probed and not self._probe(conn):
+            # one run meanwhile (from another thread) had the last word.
+            if how is None:
+                # A remembered How rests on all the checks below (see fast): a job that
+                # changed what it rests on emptied fast before it let go of the connection.
+                how = self.fast.get(key)
+                if how is None or self._tickets:
+                    return NOT_HERE
+            elif (
+                self._tickets
+                or conn is None
+                or not self.accepting
+                or self.lost_transaction
+                or (not self._probed and not self._probe(conn))
+            ):
                 return NOT_HERE
             budget, nowait, kind = how
             if nowait:  # the first write of a transaction, if nobody else writes
@@ -661,6 +684,7 @@ class Worker:
             conn.cursor().close()
         except sqlite3.ProgrammingError:
             self.inline = None  # opened by a connector that keeps its thread check
+            self.fast.clear()
             return False
         self._probed = True
         return True
@@ -722,7 +746,7 @@ class Worker:
             return
         if tx_before:
             if not conn.in_transaction:
-                self.lost_transaction = True
+                self._lose_transaction()
             return
         if conn.in_transaction:
             try:
@@ -730,7 +754,11 @@ class Worker:
             except sqlite3.Error:
                 pass
             if conn.in_transaction:
-                self.lost_transaction = True
+                self._lose_transaction()
+
+    def _lose_transaction(self) -> None:
+        self.lost_transaction = True
+        self.fast.clear()
 
 
 def _hand_over(job: Job, ok: bool, value: Any) -> None:
@@ -743,6 +771,7 @@ def close_connection(_: Any, worker: Worker) -> None:
     """The final job: close the connection (SQLite rolls back what was not committed)."""
     with worker._lock:
         conn, worker.connection = worker.connection, None
+    worker.fast.clear()
     if conn is not None:
         conn.close()
 
