@@ -375,8 +375,12 @@ async def test_execute_result_is_a_lazy_single_use_coroutine(db: aiolite.Connect
     assert isinstance(pending, Coroutine)
     assert isinstance(pending, aiolite.Cursor)
     # Fetching before the await is a mistake, said as such (not an empty result).
+    for fetch in (pending.fetchall, pending.fetchone, pending.fetchmany):
+        with pytest.raises(sqlite3.ProgrammingError, match="has not run: await"):
+            await fetch()
     with pytest.raises(sqlite3.ProgrammingError, match="has not run: await"):
-        await pending.fetchall()
+        async for _ in pending:
+            pass
     pending.close()  # never awaited: never runs
     del pending
     cur = await db.execute("select count(*) from t")

@@ -13,7 +13,6 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from time import perf_counter
 from typing import Any, Callable, NoReturn, Optional, Union, overload
 
 from ._backends import Waker, WakerCache, running_loop
@@ -373,33 +372,16 @@ class Connection(Opening):
     ) -> Awaitable[Any]:
         """_call_stmt without its frame: the hot path of every execute.  No Job is made
         for a call that runs on the loop thread."""
-        value = self._here(fn, args, key, stmt)
+        value = self._worker.run_here(fn, args, key, stmt, None, 0.0, self._wakers)
         if value is not NOT_HERE:
             return Ready(value)
         return self._dispatch(fn, args, key, stmt)
 
-    def _here(self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any, stmt: Any) -> Any:
-        """The hot path of a statement admitted before (``Worker.fast``), under asyncio:
-        ``fn(connection, *args)`` run on this thread now, if this loop iteration's budget
-        for such calls is not spent and the worker is idle.  Its value (or its exception,
-        raised), or NOT_HERE: then ``_dispatch`` decides.  Under trio it is always
-        NOT_HERE: there every call must be a checkpoint, which a plain call is not."""
-        worker = self._worker
-        # Nothing queued, first: what the entry was admitted for can only change through a
-        # job, and no other task of this loop can queue one before this call runs.
-        if not worker._tickets and key in worker.fast:
-            wakers = self._wakers
-            if running_loop() is wakers.key:
-                now = perf_counter()
-                if now < wakers.waker.until:
-                    return worker.run_here(fn, args, key, stmt, None, now)
-        return NOT_HERE
-
     def _dispatch(
         self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any, stmt: Any
     ) -> Awaitable[Any]:
-        """Where a statement that ``_here`` did not run goes: here after all (admitted,
-        maybe after a loop turn), or to the worker."""
+        """Where a statement that ``Worker.run_here`` did not run as remembered goes: here
+        after all (admitted, maybe after a loop turn), or to the worker."""
         worker = self._worker
         waker = self._waker()
         inline = worker.inline
@@ -454,7 +436,7 @@ class Connection(Opening):
             cursor._conn = self
             cursor.iter_chunk_size = self._iter_chunk_size
             cursor.row_factory = self._row_factory
-            cursor._closed = True  # until awaited
+            cursor._closed = False  # read by every fetch: Python 3.11 specializes it
             cursor._sql = sql
             cursor._params = params
             return cursor

@@ -269,8 +269,7 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
     # one chunk).
     _chunk = 0
     # The statement Connection.execute() made this cursor for, until it is awaited.
-    # Meanwhile the cursor counts as closed, so that a fetch raises (see _check) instead
-    # of finding no rows.
+    # Meanwhile a fetch raises (see _check) instead of finding no rows.
     _sql: Optional[str] = None
     _params: Any = None
     _it: Any = None  # the await's iterator, when driven through send() (a Task)
@@ -359,6 +358,8 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
         rows = self._rows
         if not rows:
             if self._raw is None:
+                if self._sql is not None:  # not awaited yet
+                    self._check()
                 return None
             await self._fill(self._grow())
             rows = self._rows
@@ -423,13 +424,12 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
         if sql is not None:
             params = self._params
             self._sql = self._params = None
-            self._closed = False
             args = (self, sql, params, self.iter_chunk_size)
             stmt = (sql, params)
             conn = self._conn
             # Connection._statement, without its Ready: the call that ran here returns
             # this cursor, so there is nothing to wrap.
-            if conn._here(run_new, args, sql, stmt) is NOT_HERE:
+            if conn._worker.run_here(run_new, args, sql, stmt, None, 0.0, conn._wakers) is NOT_HERE:
                 call = conn._dispatch(run_new, args, sql, stmt)
                 if type(call) is not Ready:  # not run on this thread after all
                     yield from call.__await__()
@@ -445,6 +445,7 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
         it = self._it
         if it is None:  # not started: nothing runs, the exception goes straight out
             self._sql = self._params = None
+            self._closed = True
             if isinstance(typ, BaseException):
                 raise typ
             raise val if isinstance(val, BaseException) else typ() if val is None else typ(val)
@@ -485,12 +486,12 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
 
     def _check(self) -> None:
         if self._closed:
-            if self._sql is not None:
-                raise sqlite3.ProgrammingError(
-                    "the cursor's statement has not run: await connection.execute(...) "
-                    "before fetching from its cursor"
-                )
             raise sqlite3.ProgrammingError("Cannot operate on a closed cursor.")
+        if self._sql is not None:
+            raise sqlite3.ProgrammingError(
+                "the cursor's statement has not run: await connection.execute(...) "
+                "before fetching from its cursor"
+            )
         self._conn._check_open()
 
     # -- metadata of the last statement --

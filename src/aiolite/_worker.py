@@ -37,6 +37,7 @@ import threading
 import time
 import traceback
 import weakref
+from asyncio.events import _get_running_loop as running_loop
 from queue import Empty, SimpleQueue
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -45,6 +46,7 @@ from ._exceptions import ConnectionClosedError, is_busy
 from ._inline import WRITE
 
 if TYPE_CHECKING:
+    from ._backends import WakerCache
     from ._backends._base import Waker
     from ._inline import Inline
 
@@ -539,18 +541,35 @@ class Worker:
         stmt: Any,
         how: Optional[tuple[float, bool, int]] = None,
         now: float = 0.0,
+        wakers: Optional[WakerCache] = None,
     ) -> Any:
         """Loop thread: run ``fn(connection, *args)`` now on this thread, if the worker is
         idle and nothing is queued; its value (or its exception, raised), or NOT_HERE to
         send it to the worker instead.  ``key`` and ``stmt`` are as the Job's would be.
 
-        ``how`` is ``(budget, nowait, kind)`` (see _inline.How), as ``Inline.admit`` said,
-        or None: the one ``fast`` remembers for ``key`` (NOT_HERE if none).  With a budget
+        ``how`` is ``(budget, nowait, kind)`` (see _inline.How), as ``Inline.admit`` said
+        (``now``: the caller's perf_counter() just before, if it read one).  With a budget
         (> 0 s), SQLite aborts the statement once it has run that long, and with nowait,
         once it finds the database locked: it then goes to the worker (NOT_HERE).
-        ``now``: the caller's perf_counter() just before, if it read one.
+
+        Or ``how`` is None: the hot path of a statement admitted before, under asyncio.
+        The How is the one ``fast`` remembers for ``key``, and the call runs only if the
+        asyncio loop running now is the one of ``wakers`` (the caller's WakerCache) and
+        its iteration's budget for such calls is not spent (else NOT_HERE: the caller
+        asks ``Inline.admit``).  Under trio it is always NOT_HERE: there every call must
+        be a checkpoint, which a plain call is not.
         """
-        if self._tickets or not self._exec.acquire(False):
+        # Nothing queued, first: what an entry of fast was admitted for can only change
+        # through a job, and no other task of this loop can queue one before this returns.
+        if self._tickets:
+            return NOT_HERE
+        if how is None:
+            if key not in self.fast or running_loop() is not wakers.key:  # type: ignore[union-attr]
+                return NOT_HERE
+            now = perf_counter()
+            if now >= wakers.waker.until:  # type: ignore[union-attr]
+                return NOT_HERE
+        if not self._exec.acquire(False):
             return NOT_HERE
         try:
             # Open whenever a How from fast is found, else checked below.
@@ -563,6 +582,8 @@ class Worker:
                 how = self.fast.get(key)
                 if how is None or self._tickets:
                     return NOT_HERE
+                budget, _, kind = how  # never nowait
+                started = now
             elif (
                 self._tickets
                 or conn is None
@@ -571,10 +592,11 @@ class Worker:
                 or (not self._probed and not self._probe(conn))
             ):
                 return NOT_HERE
-            budget, nowait, kind = how
-            if nowait:  # the first write of a transaction, if nobody else writes
-                return self._run_nowait(conn, fn, args, key, stmt, budget)
-            started = now or perf_counter()
+            else:
+                budget, nowait, kind = how
+                if nowait:  # the first write of a transaction, if nobody else writes
+                    return self._run_nowait(conn, fn, args, key, stmt, budget)
+                started = now or perf_counter()
             if budget:  # _arm_budget, written out
                 if self._steps != INLINE_STEPS:
                     self._set_steps(conn, INLINE_STEPS)
