@@ -389,6 +389,8 @@ class Connection(Opening):
             how = inline.admit(key)
             if how is not None:  # known short: on this thread, if the worker is idle
                 return waker.inline(worker, fn, args, key, stmt, how)
+            if worker._tickets and inline.short(key):  # jobs queued ahead: wait for them
+                return waker.behind(worker, statement_job(fn, args, key, stmt))
         return waker.wait(worker, statement_job(fn, args, key, stmt))
 
     def _post(self, fn: Callable[..., Any], *args: Any) -> None:

@@ -70,6 +70,8 @@ DECAY = 0.95
 #: for their first run (it prepares the statement), and recording every run costs ~5% of
 #: a short INSERT's time on the loop thread.
 FORGET = 10e-6
+#: The most one run counts for in a history (see Inline.record).
+OUTLIER = 2 * SHORT
 #: Default hard limit of one read run on the loop thread before it moves to the worker.
 BUDGET = 1e-3
 #: Calls run on the loop thread for at most this long per loop iteration (all tasks
@@ -379,11 +381,17 @@ class Inline:
 
     def record(self, key: Any, took: float) -> None:
         """Add a run here to the statement's history.  From 0: one slow run (a first
-        one, that prepares the statement) counts as one sample, not as the whole."""
+        one, that prepares the statement) counts as one sample, not as the whole.
+
+        A sample counts for at most OUTLIER: a run measured slow because the thread was
+        descheduled, or waited for the GIL while SQLite had let go of it, does not send a
+        short statement to the worker by itself (and, with many tasks, start a convoy of
+        calls that all cross threads); three slow runs in a row do.  A read that runs
+        over its budget moves at once (``overran``)."""
         hist = self.hist
         if len(hist) >= MAX_KINDS and key not in hist:
             hist.clear()
-        took = hist.get(key, 0.0) * 0.75 + took * 0.25
+        took = hist.get(key, 0.0) * 0.75 + min(took, OUTLIER) * 0.25
         if took < FORGET:
             # Short again: no history, so its runs are not even recorded (run_here records
             # only a statement with a history, or a run of SHORT_HERE or more).
@@ -403,6 +411,13 @@ class Inline:
         """An authorizer or trace callback is set (True) or none is any more."""
         self.hooked = hooked
         self.fast.clear()
+
+    def short(self, sql: Any) -> bool:
+        """Whether the statement is of a kind that may run here and its history is short:
+        worth waiting for the jobs queued ahead rather than queuing behind them (see
+        Waker.behind; ``admit`` decides once they have run).  No side effect."""
+        kind = self.kinds.get(sql)
+        return kind in (READ, WRITE) and not self.hooked and self.hist.get(sql, 0.0) < SHORT
 
     def slow(self, sql: str) -> bool:
         """Whether its history (or hooks) keep this statement off the loop thread now."""

@@ -147,6 +147,10 @@ class Job:
 NOT_HERE: Any = object()
 
 
+def nothing(_: Any) -> None:
+    """A job that only marks its place in the queue (see Worker.gate)."""
+
+
 def statement_job(fn: JobFn, args: tuple[Any, ...], key: Any, stmt: Any) -> Job:
     """The job of a connect() statement: if cancelled, it leaves no transaction it opened."""
     return Job(fn, args, True, False, key, stmt=stmt)
@@ -190,6 +194,11 @@ class Worker:
         # overtakes a job queued before it.
         self._exec = threading.Lock()
         self._tickets: list[None] = []
+        #: Jobs submitted so far, and the last no-op job a waker queued to learn when
+        #: the queue ahead of it has run (see _asyncio._Behind): tasks share it while
+        #: nothing was submitted after it.
+        self.submitted = 0
+        self.gate: Any = None
         #: Adaptive execution (see _inline): None when every call goes to the thread.
         self.inline: Optional[Inline] = None
         #: The statements the loop thread may run without asking ``inline`` (its
@@ -280,6 +289,7 @@ class Worker:
         if not self.accepting:
             raise _closed_error()
         self._tickets.append(None)
+        self.submitted += 1
         self._queue.put(job)
         if self.finished:  # lost the race with the final job: nobody else will run it
             self._fail_leftovers()
@@ -295,6 +305,7 @@ class Worker:
         if self.finished:
             return False
         self._tickets.append(None)
+        self.submitted += 1
         self._queue.put(Job(fn, args))
         self._fail_leftovers_if_finished()  # lost the race with the thread's end?
         return True

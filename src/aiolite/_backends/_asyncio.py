@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .._closing import DONE
 from .._inline import YIELD_EVERY
-from .._worker import NOT_HERE, Aborted, Job, statement_job
+from .._worker import NOT_HERE, Aborted, Job, nothing, statement_job
 
 if TYPE_CHECKING:
     from .._worker import Worker
@@ -249,13 +249,9 @@ class Ready:
         return self.value
 
 
-class _Turn:
-    """A connect() statement that may run on the loop thread, after one loop turn first.
-
-    A task that keeps running calls here never suspends, so now and then it yields: the
-    other tasks, timers and I/O get their turn.  Cancelled at that yield, the call never
-    ran.  After it, the call is admitted again: things may have changed meanwhile.
-    """
+class _Later:
+    """A connect() statement (``job``) that waits for something before it may run on the
+    loop thread."""
 
     __slots__ = ("_job", "_waker", "_worker")
 
@@ -263,6 +259,17 @@ class _Turn:
         self._waker = waker
         self._worker = worker
         self._job = job
+
+
+class _Turn(_Later):
+    """A connect() statement that may run on the loop thread, after one loop turn first.
+
+    A task that keeps running calls here never suspends, so now and then it yields: the
+    other tasks, timers and I/O get their turn.  Cancelled at that yield, the call never
+    ran.  After it, the call is admitted again: things may have changed meanwhile.
+    """
+
+    __slots__ = ()
 
     def __await__(self) -> Generator[Any, None, Any]:
         waker, worker, job = self._waker, self._worker, self._job
@@ -273,7 +280,57 @@ class _Turn:
             value = worker.run_here(job.fn, job.args, job.key, job.stmt, how)
             if value is not NOT_HERE:
                 return value
+        elif inline is not None and worker._tickets and inline.short(job.key):
+            return (yield from _Behind(waker, worker, job).__await__())
         return (yield from waker.wait(worker, job).__await__())
+
+
+class _Gate:
+    """The waiter of a job that does nothing (``Worker.gate``): once it has run, so has
+    every job queued before it.  Each task waiting for that has a future of its own, so
+    that a cancelled one cancels only its own wait."""
+
+    __slots__ = ("loop", "seq", "waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.seq = 0
+        self.waiting: Optional[list[asyncio.Future[None]]] = []
+
+    def settle(self, ok: bool, value: Any) -> None:
+        # Failed too if the connection closed: the statement then finds out itself.
+        waiting, self.waiting = self.waiting, None
+        for fut in waiting or ():
+            if not fut.done():
+                fut.set_result(None)
+
+
+class _Behind(_Later):
+    """A connect() statement known to be short (``Inline.short``) that found jobs queued
+    ahead of it: it waits until they have run, then runs here if admitted.
+
+    Sent to the worker behind them instead, it would find jobs queued ahead again at its
+    task's next statement, and so would every other task's: with many tasks on one
+    connection, the calls would all cross threads for as long as the convoy lasts.  The
+    tasks that arrive meanwhile share one no-op job at the end of the queue (its _Gate),
+    so the convoy costs one round trip and they all run here after it.  Order is kept:
+    the statement runs after every job queued before it.  Cancelled while it waits, it
+    never ran.
+    """
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        waker, worker, job = self._waker, self._worker, self._job
+        inline = worker.inline
+        while inline is not None and worker._tickets and inline.short(job.key):
+            yield from waker.drained(worker)
+            inline = worker.inline
+        how = None if inline is None else inline.admit(job.key)
+        if how is None:
+            return (yield from waker.wait(worker, job).__await__())
+        call = waker.inline(worker, job.fn, job.args, job.key, job.stmt, how, job)
+        return (yield from call.__await__())
 
 
 def _one_turn() -> Generator[None, None, None]:
@@ -455,6 +512,32 @@ class _AsyncioWaker:
                     self._wake_next()  # cancelled after being woken: pass the turn on
                 raise
             front = True
+
+    def behind(self, worker: Worker, job: Job) -> Any:
+        """See Waker.behind."""
+        return _Behind(self, worker, job)
+
+    def drained(self, worker: Worker) -> Generator[Any, None, None]:
+        """Wait until every job queued on ``worker`` now has run (see _Behind)."""
+        loop = self._loop()
+        assert loop is not None  # the caller runs on it
+        gate = worker.gate
+        if (
+            gate is None
+            or gate.waiting is None  # it ran
+            or gate.seq != worker.submitted  # not the last job any more
+            or gate.loop is not loop
+        ):
+            gate = _Gate(loop)
+            job = Job(nothing, (), key=nothing, pure=True)
+            job.waiter = gate
+            job.waker = self
+            worker.submit(job)  # raises once the connection closes
+            gate.seq = worker.submitted
+            worker.gate = gate
+        fut = loop.create_future()
+        gate.waiting.append(fut)
+        yield from fut
 
     def turn(self) -> Any:
         """Give the loop a turn if calls ran on the loop thread for YIELD_EVERY already."""

@@ -67,6 +67,11 @@ class Waker(Protocol):
         idle, else submit ``job`` (default: a pure job of these arguments, keyed ``key``);
         never yields before (see ``turn``)."""
 
+    def behind(self, worker: Worker, job: Job) -> Awaitable[Any]:
+        """Loop thread: the statement ``job``, known to be short (``Inline.short``), found
+        jobs queued ahead: run it here once they have run, if admitted then (asyncio;
+        trio: as ``wait`` does), rather than queue it behind them."""
+
     def wait(self, worker: Worker, job: Job) -> Awaitable[Any]:
         """Loop thread: submit ``job`` to ``worker``; await the result for its outcome.
 

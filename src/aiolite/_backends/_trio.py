@@ -6,6 +6,7 @@ Imported only when a call is made under trio, so aiolite never needs trio instal
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -134,6 +135,10 @@ class TrioWaker:
         """See Waker.here (the caller took its ``turn()``: no checkpoint here)."""
         value, job = worker.here_or_job(fn, args, how, key, job)
         return value if job is None else await self.wait(worker, job)
+
+    def behind(self, worker: Worker, job: Job) -> Awaitable[Any]:
+        """See Waker.behind: here, as ``wait``."""
+        return self.wait(worker, job)
 
     async def wait(self, worker: Worker, job: Job) -> Any:
         job.waiter = trio.lowlevel.current_task()
