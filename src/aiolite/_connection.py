@@ -391,6 +391,8 @@ class Connection(Opening):
                 return waker.inline(worker, fn, args, key, stmt, how)
             if worker._tickets and inline.short(key):  # jobs queued ahead: wait for them
                 return waker.behind(worker, statement_job(fn, args, key, stmt))
+            if key not in inline.kinds:
+                inline.learn(key)
         return waker.wait(worker, statement_job(fn, args, key, stmt))
 
     def _post(self, fn: Callable[..., Any], *args: Any) -> None:

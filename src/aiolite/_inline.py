@@ -293,6 +293,9 @@ class Inline:
         #: ever took SHORT_HERE or more; a budget overrun counts as the budget.
         self.hist: dict[Any, float] = {}
         self.names: set[str] = set()  # user functions/collations, lower case
+        #: Statements of no known kind sent to the worker, which learns it when it runs
+        #: one: the same statement behind them waits for that (see short()).
+        self.learning: set[Any] = set()
         #: An authorizer or trace callback is set: nothing is learned, nothing runs here.
         self.hooked = False
         self.facts: Optional[_Facts] = None
@@ -413,11 +416,21 @@ class Inline:
         self.fast.clear()
 
     def short(self, sql: Any) -> bool:
-        """Whether the statement is of a kind that may run here and its history is short:
-        worth waiting for the jobs queued ahead rather than queuing behind them (see
+        """Whether the statement is of a kind that may run here and its history is short,
+        or of no known kind yet but a run of it is queued (which learns it): worth
+        waiting for the jobs queued ahead rather than queuing behind them (see
         Waker.behind; ``admit`` decides once they have run).  No side effect."""
         kind = self.kinds.get(sql)
+        if kind is None:  # a run queued ahead will tell
+            return sql in self.learning and not self.hooked
         return kind in (READ, WRITE) and not self.hooked and self.hist.get(sql, 0.0) < SHORT
+
+    def learn(self, sql: Any) -> None:
+        """Loop thread: a statement of no known kind goes to the worker (see short())."""
+        learning = self.learning
+        if len(learning) >= MAX_KINDS:
+            learning.clear()
+        learning.add(sql)
 
     def slow(self, sql: str) -> bool:
         """Whether its history (or hooks) keep this statement off the loop thread now."""
@@ -524,6 +537,7 @@ class Inline:
                 self.state = UNKNOWN
             return
         sql, params = stmt
+        self.learning.discard(sql)  # a run, learned from or not: nothing more to wait for
         if params is _SCRIPT or params is _MANY:  # what they did is not learned
             if params is _SCRIPT:  # a script may change the schema or the settings
                 self.forget()
