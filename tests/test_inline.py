@@ -1090,3 +1090,63 @@ async def test_tasks_sending_one_new_statement_wait_for_its_first_run(db_path: P
         if sniffio.current_async_library() != "trio":  # trio queues them (see Waker.behind)
             assert crossed <= 5, crossed
         assert not db._worker.inline.learning  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+async def test_seeded_waits_for_the_queue_run_each_statement_once(db_path: Path, seed: int) -> None:
+    """Attacks the waits for the queue (Waker.behind) with a seeded mix: 20 tasks read
+    and append rows on one connection, cancelled at random moments, while another task
+    keeps sending new statements (and a failing one) to the worker.  Every statement runs
+    at most once (no row twice), every acknowledged commit is kept, nothing else is, and
+    reads see what was committed."""
+    rng = random.Random(seed)
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)
+        await db.execute("CREATE TABLE log(task INTEGER, seq INTEGER)")
+        await db.commit()
+        tx = anyio.Lock()
+        acked: set[tuple[int, int]] = set()
+        tried: set[tuple[int, int]] = set()
+        done = False
+
+        async def appender(k: int) -> None:
+            task_rng = random.Random(seed * 1000 + k)
+            for seq in range(25):
+                async with tx:
+                    tried.add((k, seq))
+                    with anyio.move_on_after(task_rng.choice([0.0002, 0.001, 0.005, 1.0])):
+                        await db.execute("INSERT INTO log(task, seq) VALUES (?, ?)", (k, seq))
+                        await db.commit()
+                        acked.add((k, seq))
+                    with anyio.CancelScope(shield=True):
+                        await db.rollback()
+                n = task_rng.randint(1, 100)
+                with anyio.move_on_after(task_rng.choice([0.0005, 1.0])):
+                    async with db.execute(SELECT, (n,)) as cur:
+                        assert await cur.fetchone() == (n, n - 1)
+
+        async def worker_jobs() -> None:
+            i = 0
+            while not done:
+                i += 1
+                if i % 7 == 0:  # fails on the worker: raised to this task only
+                    with pytest.raises(sqlite3.OperationalError):
+                        await db.execute(f"SELECT * FROM missing_{i}")
+                else:
+                    assert await db.execute_fetchall(f"SELECT {i}") == [(i,)]
+                await anyio.sleep(rng.uniform(0, 0.002))
+
+        async def work() -> None:
+            nonlocal done
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker_jobs)
+                async with anyio.create_task_group() as tasks:
+                    for k in range(20):
+                        tasks.start_soon(appender, k)
+                done = True
+
+        _, gap = await _longest_gap_while(work)
+        rows = await db.execute_fetchall("SELECT task, seq FROM log")
+        assert len(rows) == len(set(rows)), "a statement ran twice"
+        assert acked <= set(rows) <= tried
+        assert gap < 0.5, f"the loop stalled {gap:.3f} s"
