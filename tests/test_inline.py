@@ -1036,8 +1036,7 @@ async def test_many_tasks_wait_for_the_queue_instead_of_joining_it(db_path: Path
                 tg.start_soon(reader, k)
         assert reads == 3000
         crossed = _calls(db)[0] - before
-        if sniffio.current_async_library() != "trio":  # trio queues them (see Waker.behind)
-            assert crossed < 300, crossed
+        assert crossed < 300, crossed
 
 
 SLOW_READ = (
@@ -1087,8 +1086,7 @@ async def test_tasks_sending_one_new_statement_wait_for_its_first_run(db_path: P
             for k in range(100):
                 tg.start_soon(one, k)
         crossed = _calls(db)[0] - before
-        if sniffio.current_async_library() != "trio":  # trio queues them (see Waker.behind)
-            assert crossed <= 5, crossed
+        assert crossed <= 5, crossed
         assert not db._worker.inline.learning  # type: ignore[union-attr]
 
 

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .._closing import DONE
 from .._inline import YIELD_EVERY
-from .._worker import NOT_HERE, Aborted, Job, nothing, statement_job
+from .._worker import NOT_HERE, Aborted, Job, statement_job
+from ._base import Gate, gate
 
 if TYPE_CHECKING:
     from .._worker import Worker
@@ -285,22 +286,18 @@ class _Turn(_Later):
         return (yield from waker.wait(worker, job).__await__())
 
 
-class _Gate:
-    """The waiter of a job that does nothing (``Worker.gate``): once it has run, so has
-    every job queued before it.  Each task waiting for that has a future of its own, so
-    that a cancelled one cancels only its own wait."""
+class _Gate(Gate):
+    """A Gate whose tasks wait on a future each."""
 
-    __slots__ = ("loop", "seq", "waiting")
+    __slots__ = ("waiting",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.seq = 0
-        self.waiting: Optional[list[asyncio.Future[None]]] = []
+        super().__init__(loop)
+        self.waiting: list[asyncio.Future[None]] = []
 
-    def settle(self, ok: bool, value: Any) -> None:
-        # Failed too if the connection closed: the statement then finds out itself.
-        waiting, self.waiting = self.waiting, None
-        for fut in waiting or ():
+    def open(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for fut in waiting:
             if not fut.done():
                 fut.set_result(None)
 
@@ -321,16 +318,26 @@ class _Behind(_Later):
     __slots__ = ()
 
     def __await__(self) -> Generator[Any, None, Any]:
+        # A loop, not a call of waker.inline(): a task that keeps finding jobs queued
+        # again after its turn must not nest one generator per try.
         waker, worker, job = self._waker, self._worker, self._job
-        inline = worker.inline
-        while inline is not None and worker._tickets and inline.short(job.key):
-            yield from waker.drained(worker)
+        while True:
             inline = worker.inline
-        how = None if inline is None else inline.admit(job.key)
-        if how is None:
-            return (yield from waker.wait(worker, job).__await__())
-        call = waker.inline(worker, job.fn, job.args, job.key, job.stmt, how, job)
-        return (yield from call.__await__())
+            while inline is not None and worker._tickets and inline.short(job.key):
+                yield from waker.drained(worker)
+                inline = worker.inline
+            how = None if inline is None else inline.admit(job.key)
+            if how is None:
+                return (yield from waker.wait(worker, job).__await__())
+            if not (perf_counter() < waker.until if waker.marked else waker.spend()):
+                yield from waker.take_turn()  # then admitted again
+                continue
+            value = worker.run_here(job.fn, job.args, job.key, job.stmt, how)
+            if value is not NOT_HERE:
+                return value
+            # Over its budget, or busy: the worker runs it (else jobs came first again).
+            if inline is None or not (worker._tickets and inline.short(job.key)):
+                return (yield from waker.wait(worker, job).__await__())
 
 
 def _one_turn() -> Generator[None, None, None]:
@@ -521,22 +528,8 @@ class _AsyncioWaker:
         """Wait until every job queued on ``worker`` now has run (see _Behind)."""
         loop = self._loop()
         assert loop is not None  # the caller runs on it
-        gate = worker.gate
-        if (
-            gate is None
-            or gate.waiting is None  # it ran
-            or gate.seq != worker.submitted  # not the last job any more
-            or gate.loop is not loop
-        ):
-            gate = _Gate(loop)
-            job = Job(nothing, (), key=nothing, pure=True)
-            job.waiter = gate
-            job.waker = self
-            worker.submit(job)  # raises once the connection closes
-            gate.seq = worker.submitted
-            worker.gate = gate
         fut = loop.create_future()
-        gate.waiting.append(fut)
+        gate(worker, self, loop, lambda: _Gate(loop)).waiting.append(fut)
         yield from fut
 
     def turn(self) -> Any:

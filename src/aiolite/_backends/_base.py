@@ -3,12 +3,61 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar
+
+from .._worker import Job, nothing
 
 if TYPE_CHECKING:
-    from .._worker import Job, Worker
+    from .._worker import Worker
 
-__all__ = ["Waker"]
+__all__ = ["Gate", "Waker", "gate"]
+
+
+class Gate:
+    """The waiter of a job that does nothing, queued on a worker: once it has run, so has
+    every job queued before it.  Tasks that wait for that share it (``gate``), each in a
+    way of its own, so that a cancel ends only its own wait (see Waker.behind)."""
+
+    __slots__ = ("owner", "passed", "seq")
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner  # the loop or trio run whose tasks wait on it
+        self.seq = 0  # Worker.submitted once it was queued
+        self.passed = False
+
+    def settle(self, ok: bool, value: Any) -> None:
+        """Loop thread, from the waker: the job ran (or failed: the connection closed; the
+        statement that waited then finds out itself)."""
+        self.passed = True
+        self.open()
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+
+G = TypeVar("G", bound=Gate)
+
+
+def gate(worker: Worker, waker: Waker, owner: Any, make: Callable[[], G]) -> G:
+    """Loop thread: the gate at the end of ``worker``'s queue for ``owner``'s tasks: the
+    last one queued if nothing was submitted after it and it has not opened, else a new
+    one, ``make()``, queued now (raises once the connection closed)."""
+    last = worker.gate
+    if (
+        last is not None
+        and not last.passed
+        and last.seq == worker.submitted
+        and last.owner is owner
+    ):
+        return last  # type: ignore[no-any-return]
+    new = make()
+    job = Job(nothing, (), key=nothing, pure=True)
+    job.waiter = new
+    job.waker = waker
+    worker.submit(job)
+    new.seq = worker.submitted
+    worker.gate = new
+    return new
 
 
 class Waker(Protocol):
@@ -69,8 +118,8 @@ class Waker(Protocol):
 
     def behind(self, worker: Worker, job: Job) -> Awaitable[Any]:
         """Loop thread: the statement ``job``, known to be short (``Inline.short``), found
-        jobs queued ahead: run it here once they have run, if admitted then (asyncio;
-        trio: as ``wait`` does), rather than queue it behind them."""
+        jobs queued ahead: run it here once they have run, if admitted then, rather than
+        queue it behind them (tasks waiting at once share one no-op job: ``gate``)."""
 
     def wait(self, worker: Worker, job: Job) -> Awaitable[Any]:
         """Loop thread: submit ``job`` to ``worker``; await the result for its outcome.

@@ -6,7 +6,6 @@ Imported only when a call is made under trio, so aiolite never needs trio instal
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -15,6 +14,7 @@ import trio
 
 from .._inline import YIELD_EVERY
 from .._worker import NOT_HERE, Aborted, Job, statement_job
+from ._base import Gate, gate
 
 if TYPE_CHECKING:
     from .._worker import Worker
@@ -22,6 +22,19 @@ if TYPE_CHECKING:
 __all__ = ["TrioWaker", "current_token"]
 
 current_token = trio.lowlevel.current_trio_token
+
+
+class _TrioGate(Gate):
+    """A Gate whose tasks wait on one trio Event (a cancel ends only that task's wait)."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        super().__init__(trio.lowlevel.current_trio_token())
+        self.event = trio.Event()
+
+    def open(self) -> None:
+        self.event.set()
 
 
 class TrioWaker:
@@ -32,7 +45,7 @@ class TrioWaker:
         # When calls began running on this thread in this scheduling batch (see spend).
         self.mark = 0.0
         self.marked = False
-        self._pending: deque[tuple[trio.lowlevel.Task, bool, Any]] = deque()
+        self._pending: deque[tuple[Any, bool, Any]] = deque()  # a Task, or a gate
         self._scheduled = False
 
     def push(self, waiter: trio.lowlevel.Task, ok: bool, value: Any) -> None:
@@ -64,7 +77,10 @@ class TrioWaker:
         reschedule = trio.lowlevel.reschedule
         while pending:
             task, ok, value = pending.popleft()
-            reschedule(task, outcome.Value(value) if ok else outcome.Error(value))
+            if type(task) is _TrioGate:
+                task.settle(ok, value)
+            else:
+                reschedule(task, outcome.Value(value) if ok else outcome.Error(value))
 
     async def inline(
         self,
@@ -88,12 +104,12 @@ class TrioWaker:
             await self._pause()
             inline = worker.inline
             again = None if inline is None else inline.admit(key)
-            if again is None:
-                return await self.wait(worker, job)
+            if again is None:  # jobs queued meanwhile, maybe: wait for them if short
+                return await self.behind(worker, job)
             how = again
         value = worker.run_here(fn, args, key, stmt, how)  # raises what fn raised
         if value is NOT_HERE:
-            return await self.wait(worker, job)
+            return await self.behind(worker, job)
         return value
 
     async def turn(self) -> None:
@@ -136,9 +152,25 @@ class TrioWaker:
         value, job = worker.here_or_job(fn, args, how, key, job)
         return value if job is None else await self.wait(worker, job)
 
-    def behind(self, worker: Worker, job: Job) -> Awaitable[Any]:
-        """See Waker.behind: here, as ``wait``."""
-        return self.wait(worker, job)
+    async def behind(self, worker: Worker, job: Job) -> Any:
+        """See Waker.behind (and _asyncio._Behind, the same loop)."""
+        while True:
+            inline = worker.inline
+            while inline is not None and worker._tickets and inline.short(job.key):
+                await gate(worker, self, self._token, _TrioGate).event.wait()
+                inline = worker.inline
+            how = None if inline is None else inline.admit(job.key)
+            if how is None:
+                return await self.wait(worker, job)
+            if not self.spend():
+                await self._pause()  # then admitted again
+                continue
+            value = worker.run_here(job.fn, job.args, job.key, job.stmt, how)
+            if value is not NOT_HERE:
+                return value
+            # Over its budget, or busy: the worker runs it (else jobs came first again).
+            if inline is None or not (worker._tickets and inline.short(job.key)):
+                return await self.wait(worker, job)
 
     async def wait(self, worker: Worker, job: Job) -> Any:
         job.waiter = trio.lowlevel.current_task()
