@@ -291,8 +291,8 @@ class _Gate(Gate):
 
     __slots__ = ("waiting",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop)
+    def __init__(self) -> None:
+        super().__init__()
         self.waiting: list[asyncio.Future[None]] = []
 
     def open(self) -> None:
@@ -529,7 +529,7 @@ class _AsyncioWaker:
         loop = self._loop()
         assert loop is not None  # the caller runs on it
         fut = loop.create_future()
-        gate(worker, self, loop, lambda: _Gate(loop)).waiting.append(fut)
+        gate(worker, self, _Gate).waiting.append(fut)
         yield from fut
 
     def turn(self) -> Any:

@@ -18,10 +18,10 @@ class Gate:
     every job queued before it.  Tasks that wait for that share it (``gate``), each in a
     way of its own, so that a cancel ends only its own wait (see Waker.behind)."""
 
-    __slots__ = ("owner", "passed", "seq")
+    __slots__ = ("passed", "seq", "waker")
 
-    def __init__(self, owner: Any) -> None:
-        self.owner = owner  # the loop or trio run whose tasks wait on it
+    def __init__(self) -> None:
+        self.waker: Any = None  # whose tasks wait on it (one loop or trio run)
         self.seq = 0  # Worker.submitted once it was queued
         self.passed = False
 
@@ -38,8 +38,8 @@ class Gate:
 G = TypeVar("G", bound=Gate)
 
 
-def gate(worker: Worker, waker: Waker, owner: Any, make: Callable[[], G]) -> G:
-    """Loop thread: the gate at the end of ``worker``'s queue for ``owner``'s tasks: the
+def gate(worker: Worker, waker: Waker, make: Callable[[], G]) -> G:
+    """Loop thread: the gate at the end of ``worker``'s queue for ``waker``'s tasks: the
     last one queued if nothing was submitted after it and it has not opened, else a new
     one, ``make()``, queued now (raises once the connection closed)."""
     last = worker.gate
@@ -47,10 +47,11 @@ def gate(worker: Worker, waker: Waker, owner: Any, make: Callable[[], G]) -> G:
         last is not None
         and not last.passed
         and last.seq == worker.submitted
-        and last.owner is owner
+        and last.waker is waker
     ):
         return last  # type: ignore[no-any-return]
     new = make()
+    new.waker = waker
     job = Job(nothing, (), key=nothing, pure=True)
     job.waiter = new
     job.waker = waker

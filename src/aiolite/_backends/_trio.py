@@ -30,7 +30,7 @@ class _TrioGate(Gate):
     __slots__ = ("event",)
 
     def __init__(self) -> None:
-        super().__init__(trio.lowlevel.current_trio_token())
+        super().__init__()
         self.event = trio.Event()
 
     def open(self) -> None:
@@ -157,7 +157,7 @@ class TrioWaker:
         while True:
             inline = worker.inline
             while inline is not None and worker._tickets and inline.short(job.key):
-                await gate(worker, self, self._token, _TrioGate).event.wait()
+                await gate(worker, self, _TrioGate).event.wait()
                 inline = worker.inline
             how = None if inline is None else inline.admit(job.key)
             if how is None:
