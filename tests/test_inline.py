@@ -1148,3 +1148,16 @@ async def test_seeded_waits_for_the_queue_run_each_statement_once(db_path: Path,
         assert len(rows) == len(set(rows)), "a statement ran twice"
         assert acked <= set(rows) <= tried
         assert gap < 0.5, f"the loop stalled {gap:.3f} s"
+
+
+async def test_a_statement_sent_with_its_begin_leaves_nothing_to_wait_for(
+    db_path: Path,
+) -> None:
+    """A statement sent with a BEGIN that may wait has a key of its own, never learned
+    as a kind: it must not stay among the statements whose first run others wait for."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)
+        async with db.execute(SELECT, (1,), begin="IMMEDIATE") as cur:
+            assert await cur.fetchone() == (1, 0)
+        await db.commit()
+        assert not db._worker.inline.learning  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ from typing import Any, Callable, NoReturn, Optional, Union, overload
 
 from ._backends import Waker, WakerCache, running_loop
 from ._backends._asyncio import Ready
+from ._backends._base import queued_ahead
 from ._blob import Blob
 from ._closing import Opening
 from ._compat import RawConnection
@@ -389,9 +390,9 @@ class Connection(Opening):
             how = inline.admit(key)
             if how is not None:  # known short: on this thread, if the worker is idle
                 return waker.inline(worker, fn, args, key, stmt, how)
-            if worker._tickets and inline.short(key):  # jobs queued ahead: wait for them
+            if queued_ahead(worker, key):
                 return waker.behind(worker, statement_job(fn, args, key, stmt))
-            if key not in inline.kinds:
+            if key is stmt[0] and key not in inline.kinds:  # the worker learns its kind
                 inline.learn(key)
         return waker.wait(worker, statement_job(fn, args, key, stmt))
 

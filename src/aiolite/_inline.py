@@ -287,7 +287,9 @@ class Inline:
         #: SQL text: the hot path looks them up instead of asking admit() again.  Each
         #: holds while nothing it depends on changes; what changes any of it (the
         #: transaction's state, the facts, the kinds, hooks, a slow history) drops them.
-        self.fast = worker.fast  # the Worker's own: it empties it too (see Worker.fast)
+        # The Worker's own dict, never rebound (a second name, not a copy): the Worker
+        # empties it too (see Worker.fast).
+        self.fast = worker.fast
         self.fast.clear()
         #: Moving average of each statement's runs here (seconds), for statements that
         #: ever took SHORT_HERE or more; a budget overrun counts as the budget.

@@ -316,7 +316,6 @@ class Worker:
             with self._lock:
                 self.accepting = False
                 self.finished = True
-            self.fast.clear()
             return
         try:
             self.submit(Job(close_connection, (self,), final=True))

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from .._closing import DONE
 from .._inline import YIELD_EVERY
 from .._worker import NOT_HERE, Aborted, Job, statement_job
-from ._base import Gate, gate
+from ._base import Gate, gate, queued_ahead
 
 if TYPE_CHECKING:
     from .._worker import Worker
@@ -281,7 +281,7 @@ class _Turn(_Later):
             value = worker.run_here(job.fn, job.args, job.key, job.stmt, how)
             if value is not NOT_HERE:
                 return value
-        elif inline is not None and worker._tickets and inline.short(job.key):
+        elif queued_ahead(worker, job.key):
             return (yield from _Behind(waker, worker, job).__await__())
         return (yield from waker.wait(worker, job).__await__())
 
@@ -322,21 +322,19 @@ class _Behind(_Later):
         # again after its turn must not nest one generator per try.
         waker, worker, job = self._waker, self._worker, self._job
         while True:
-            inline = worker.inline
-            while inline is not None and worker._tickets and inline.short(job.key):
+            while queued_ahead(worker, job.key):
                 yield from waker.drained(worker)
-                inline = worker.inline
+            inline = worker.inline
             how = None if inline is None else inline.admit(job.key)
             if how is None:
                 return (yield from waker.wait(worker, job).__await__())
-            if not (perf_counter() < waker.until if waker.marked else waker.spend()):
+            if not waker.spend():
                 yield from waker.take_turn()  # then admitted again
                 continue
             value = worker.run_here(job.fn, job.args, job.key, job.stmt, how)
             if value is not NOT_HERE:
                 return value
-            # Over its budget, or busy: the worker runs it (else jobs came first again).
-            if inline is None or not (worker._tickets and inline.short(job.key)):
+            if not queued_ahead(worker, job.key):  # over its budget, or busy: the worker
                 return (yield from waker.wait(worker, job).__await__())
 
 

@@ -10,7 +10,15 @@ from .._worker import Job, nothing
 if TYPE_CHECKING:
     from .._worker import Worker
 
-__all__ = ["Gate", "Waker", "gate"]
+__all__ = ["Gate", "Waker", "gate", "queued_ahead"]
+
+
+def queued_ahead(worker: Worker, key: Any) -> bool:
+    """Whether the statement keyed ``key``, known to be short (``Inline.short``), finds
+    jobs queued on ``worker``: it then waits for them rather than queue behind them (see
+    Waker.behind)."""
+    inline = worker.inline
+    return inline is not None and bool(worker._tickets) and inline.short(key)
 
 
 class Gate:

@@ -14,7 +14,7 @@ import trio
 
 from .._inline import YIELD_EVERY
 from .._worker import NOT_HERE, Aborted, Job, statement_job
-from ._base import Gate, gate
+from ._base import Gate, gate, queued_ahead
 
 if TYPE_CHECKING:
     from .._worker import Worker
@@ -155,10 +155,9 @@ class TrioWaker:
     async def behind(self, worker: Worker, job: Job) -> Any:
         """See Waker.behind (and _asyncio._Behind, the same loop)."""
         while True:
-            inline = worker.inline
-            while inline is not None and worker._tickets and inline.short(job.key):
+            while queued_ahead(worker, job.key):
                 await gate(worker, self, _TrioGate).event.wait()
-                inline = worker.inline
+            inline = worker.inline
             how = None if inline is None else inline.admit(job.key)
             if how is None:
                 return await self.wait(worker, job)
@@ -168,8 +167,7 @@ class TrioWaker:
             value = worker.run_here(job.fn, job.args, job.key, job.stmt, how)
             if value is not NOT_HERE:
                 return value
-            # Over its budget, or busy: the worker runs it (else jobs came first again).
-            if inline is None or not (worker._tickets and inline.short(job.key)):
+            if not queued_ahead(worker, job.key):  # over its budget, or busy: the worker
                 return await self.wait(worker, job)
 
     async def wait(self, worker: Worker, job: Job) -> Any:
