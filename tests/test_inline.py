@@ -722,7 +722,8 @@ async def test_an_admission_remembered_in_a_transaction_ends_with_it(db_path: Pa
         inline = db._worker.inline
         assert inline is not None
         await db.execute(INSERT, (0,))  # the first write takes the lock
-        for i in range(5):
+        # Remembered once its history (the first run prepares it) has faded.
+        for i in range(30):
             await db.execute(INSERT, (i,))
         assert inline.fast.get(INSERT) is not None  # remembered: the lock is held
         await db.commit()
@@ -1161,3 +1162,57 @@ async def test_a_statement_sent_with_its_begin_leaves_nothing_to_wait_for(
             assert await cur.fetchone() == (1, 0)
         await db.commit()
         assert not db._worker.inline.learning  # type: ignore[union-attr]
+
+
+async def test_statements_on_the_shared_cursor_keep_their_own_metadata(db_path: Path) -> None:
+    """New cursors' statements run on one sqlite3 cursor per connection (Worker.raw):
+    each aiolite cursor keeps the lastrowid, rowcount and description of its own
+    statement, whether it ran on the loop thread or the worker, after later statements;
+    one left with rows unread keeps them while others run."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db, rows=10)
+        await db.execute("BEGIN")
+        inserted = []
+        for i in range(60):  # the first runs on the worker, most on the loop thread
+            cur = await db.execute(INSERT, (1000 + i,))
+            inserted.append(cur)
+        query = await db.execute("SELECT id, v FROM t WHERE id <= ?", (3,))
+        update = await db.execute("UPDATE t SET v = v + 1 WHERE id <= 5")
+        half = await db.execute("SELECT id FROM t ORDER BY id")  # more rows than a chunk
+        after = await db.execute("DELETE FROM t WHERE id = ?", (-1,))
+        assert _calls(db)[1] >= 40  # most ran on the loop thread
+        assert [c.lastrowid for c in inserted] == list(range(11, 71))
+        assert [(c.rowcount, c.description) for c in inserted] == [(1, None)] * 60
+        assert [d[0] for d in query.description] == ["id", "v"]
+        assert query.rowcount == -1
+        assert await query.fetchall() == [(1, 0), (2, 1), (3, 2)]
+        assert update.rowcount == 5
+        assert update.description is None
+        assert after.rowcount == 0
+        assert [d[0] for d in half.description] == ["id"]
+        assert [r[0] for r in await half.fetchall()] == list(range(1, 71))
+        await db.commit()
+        rows = await db.execute_fetchall("SELECT v FROM t WHERE id > 10 ORDER BY id")
+        assert [r[0] for r in rows] == [1000 + i for i in range(60)]
+
+
+async def test_a_row_factory_change_reaches_the_shared_cursor(db_path: Path) -> None:
+    """The shared sqlite3 cursor took the connection's row factory when it was made:
+    setting db.row_factory changes what the next statement returns, on the loop thread
+    as on the worker, and setting it back does too."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db, rows=10)
+        for _ in range(30):  # remembered: runs on the loop thread
+            async with db.execute(SELECT, (2,)) as cur:
+                assert await cur.fetchone() == (2, 1)
+        before = _calls(db)[1]
+        db.row_factory = aiolite.Row
+        for _ in range(30):
+            async with db.execute(SELECT, (2,)) as cur:
+                row = await cur.fetchone()
+                assert isinstance(row, aiolite.Row)
+                assert row["v"] == 1
+        assert _calls(db)[1] - before >= 20
+        db.row_factory = None
+        async with db.execute(SELECT, (3,)) as cur:
+            assert await cur.fetchone() == (3, 2)

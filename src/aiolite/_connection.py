@@ -16,7 +16,6 @@ from itertools import islice
 from typing import Any, Callable, NoReturn, Optional, Union, overload
 
 from ._backends import Waker, WakerCache, running_loop
-from ._backends._asyncio import Ready
 from ._backends._base import queued_ahead
 from ._blob import Blob
 from ._closing import Opening
@@ -39,7 +38,6 @@ from ._types import (
     TraceCallback,
 )
 from ._worker import (
-    NOT_HERE,
     Job,
     Worker,
     close_connection,
@@ -119,6 +117,12 @@ def _setattr(conn: sqlite3.Connection, name: str, value: Any) -> None:
     setattr(conn, name, value)
 
 
+def _set_row_factory(conn: sqlite3.Connection, worker: Worker, factory: RowFactory) -> None:
+    conn.row_factory = factory
+    if worker.raw is not None:  # it took the connection's when it was made
+        worker.raw.row_factory = factory
+
+
 def _execute_fetchall(
     conn: sqlite3.Connection, sql: str, params: Parameters, row_factory: RowFactory
 ) -> list[Any]:
@@ -159,8 +163,7 @@ def _backup(
     conn: sqlite3.Connection, target: Union[Worker, sqlite3.Connection], kw: dict[str, Any]
 ) -> None:
     if isinstance(target, Worker):
-        with target._exec:  # the target's own thread (or loop) must not use it meanwhile
-            raw = target.connection
+        with target.holding() as raw:  # its own thread (or loop) must not use it meanwhile
             if raw is None:
                 raise ConnectionClosedError("Connection closed: the backup target is closed")
             conn.backup(raw, **kw)
@@ -366,22 +369,12 @@ class Connection(Opening):
         run time history under its SQL to decide whether it may batch around it, or run
         it on the loop thread (see _inline).
         """
-        return self._statement(fn, args, stmt[0] if key is None else key, stmt)
-
-    def _statement(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any, stmt: Any
-    ) -> Awaitable[Any]:
-        """_call_stmt without its frame: the hot path of every execute.  No Job is made
-        for a call that runs on the loop thread."""
-        value = self._worker.run_here(fn, args, key, stmt, None, 0.0, self._wakers)
-        if value is not NOT_HERE:
-            return Ready(value)
-        return self._dispatch(fn, args, key, stmt)
+        return self._dispatch(fn, args, stmt[0] if key is None else key, stmt)
 
     def _dispatch(
         self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any, stmt: Any
     ) -> Awaitable[Any]:
-        """Where a statement that ``Worker.run_here`` did not run as remembered goes: here
+        """Where a statement goes that Cursor.__await__ did not run as remembered: here
         after all (admitted, maybe after a loop turn), or to the worker."""
         worker = self._worker
         waker = self._waker()
@@ -541,7 +534,7 @@ class Connection(Opening):
 
     @row_factory.setter
     def row_factory(self, factory: RowFactory) -> None:
-        self._post(_setattr, "row_factory", factory)
+        self._post(_set_row_factory, self._worker, factory)
         self._row_factory = factory
 
     @property
@@ -835,7 +828,7 @@ def connect(
     timeout = float(kwargs.get("timeout", 5.0))
     if inline is not False and inline is not None:
         # Adaptive execution uses the connection from the loop thread, never concurrently
-        # with the worker (Worker._exec); with the check kept, it stays off.
+        # with the worker (Worker.token); with the check kept, it stays off.
         kwargs.setdefault("check_same_thread", False)
 
     def connector() -> sqlite3.Connection:

@@ -16,16 +16,20 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Iterable
+from queue import Empty
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from ._backends import running_loop
 from ._backends._asyncio import Ready
 from ._closing import DONE, Closing
 from ._inline import LOCKED, MANY, SCRIPT
 from ._types import Parameters, RowFactory
-from ._worker import NOT_HERE, Job, Worker
+from ._worker import INLINE_STEPS, SHORT_HERE, Job, Worker
 
 if TYPE_CHECKING:
     from ._connection import Connection
+    from ._inline import Inline
 
 __all__ = ["MAX_CHUNK", "Cursor"]
 
@@ -54,9 +58,12 @@ class _Results:
     #: The sqlite3 cursor while it still has unread rows; None once exhausted.
     _raw: Optional[sqlite3.Cursor] = None
     #: The sqlite3 cursor of the last statement, for its description, rowcount and
-    #: lastrowid: read-only members that never change once it ran, so any thread may
-    #: read them (one store per statement instead of three).
+    #: lastrowid, when it is the cursor's own (any thread may read them); else None,
+    #: and they were copied when the statement ran on the shared cursor (run_new).
     _last: Optional[sqlite3.Cursor] = None
+    _lastrowid: Optional[int] = None
+    _rowcount = -1
+    _description: Any = None
     #: A Cursor's finalizer for ``_raw``, while it has one (see Cursor._unread).
     _guard: Optional[_Unread] = None
 
@@ -171,23 +178,36 @@ def run_execute(
 def run_new(conn: sqlite3.Connection, res: Cursor, sql: str, params: Any, prefetch: int) -> Cursor:
     """``Connection.execute``: the statement of a new cursor, and its first rows.
 
-    The hottest function of all (it runs on the loop thread when the statement is short,
-    see _inline), so _finish and _read are written out for a buffer known to be empty.
-    A new cursor holds nothing to release, and its row factory is the connection's,
-    which the Connection keeps the sqlite3 connection's in step with (a change is a job,
-    so it has run before any later statement): sqlite3's ``execute`` makes the cursor.
+    Cursor.__await__ runs the same steps on the loop thread for a statement it remembers
+    (keep the two in step).  A new cursor holds nothing to release, and its row factory
+    is the connection's, which the Connection keeps the worker's shared sqlite3 cursor
+    in step with (a change is a job, so it has run before any later statement).  The
+    statement runs on that shared cursor (``Worker.raw``: making one per statement is
+    ~5% of a short INSERT), so what the DB-API reads from a cursor afterwards is copied
+    now; one that leaves rows unread keeps the cursor, and a new one takes its place.
     Returns the cursor, so that awaiting it awaits the waiter directly (Cursor.__await__).
     """
-    cur = conn.execute(sql, params)
-    res._last = cur
-    if cur.description is not None:
+    worker = res._conn._worker
+    cur = worker.raw
+    if cur is None or cur.connection is not conn:  # not probed yet, or a new connection
+        cur = worker.raw = conn.cursor()
+    cur.execute(sql, params)
+    # The same stores in the same order for every statement: Python 3.11 keeps a
+    # cursor's attributes in a table the class shares only while they come in one order
+    # (else each cursor gets a dict of its own: ~3% of a point select).
+    res._lastrowid = cur.lastrowid
+    res._rowcount = cur.rowcount
+    description = res._description = cur.description
+    if description is not None:
         rows = cur.fetchmany(prefetch)
         rows.reverse()
         if len(rows) < prefetch:  # the statement is over: SQLite already reset it
             res._rows = rows
         else:
             res._rows = deque(rows)
+            res._last = cur  # its rowcount may still change (RETURNING)
             res._unread(cur)
+            worker.raw = conn.cursor()
     return res
 
 
@@ -418,22 +438,79 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
     # -- awaiting the statement of Connection.execute() --
 
     def __await__(self) -> Generator[Any, None, Cursor]:
-        # The hot path of the whole library: the job itself returns this cursor, so a
-        # call sent to the worker is awaited directly, with no coroutine frame between.
+        # The hot path of the whole library.  A statement the loop thread may run
+        # (Worker.fast) runs here: Worker.run_here's steps for it, with run_new's body,
+        # written out (each frame and call is a few % of a short INSERT); keep the three
+        # in step.  Else it goes where Connection._dispatch says; the job returns this
+        # cursor, so a call sent to the worker is awaited with no coroutine frame between.
         sql = self._sql
         if sql is not None:
             params = self._params
-            self._sql = self._params = None
+            self._sql = None  # awaiting it again (or a cursor with no statement) runs nothing
+            conn = self._conn
+            worker = conn._worker
+            wakers = conn._wakers
+            # Under this connection's asyncio loop (under trio every call must be a
+            # checkpoint), with budget left in this loop iteration.
+            if running_loop() is wakers.key:
+                started = perf_counter()
+                if started < wakers.waker.until:
+                    token = worker.token
+                    try:
+                        token.get_nowait()
+                    except Empty:  # the worker runs a job: this call queues behind it
+                        pass
+                    else:
+                        try:
+                            # Nothing queued (checked holding the connection: a job queued
+                            # before this call goes first).  A remembered budget rests on
+                            # everything run_here checks (see Worker.fast): whatever changes
+                            # it empties fast before it lets go of the connection.
+                            budget = worker.fast.get(sql)
+                            if budget is not None and not worker._tickets:
+                                c: sqlite3.Connection = worker.connection  # type: ignore[assignment]
+                                if budget:  # a read: aborted once over it (Worker._arm_budget)
+                                    if worker._steps != INLINE_STEPS:
+                                        worker._set_steps(c, INLINE_STEPS)
+                                    worker.budget_deadline = started + budget
+                                try:
+                                    cur: sqlite3.Cursor = worker.raw  # type: ignore[assignment]
+                                    cur.execute(sql, params)
+                                    self._lastrowid = cur.lastrowid  # as run_new: in its order
+                                    self._rowcount = cur.rowcount
+                                    description = self._description = cur.description
+                                    if description is not None:
+                                        prefetch = self.iter_chunk_size
+                                        rows = cur.fetchmany(prefetch)
+                                        rows.reverse()
+                                        if len(rows) < prefetch:
+                                            self._rows = rows
+                                        else:
+                                            self._rows = deque(rows)
+                                            self._last = cur
+                                            self._unread(cur)
+                                            worker.raw = c.cursor()
+                                except BaseException as exc:
+                                    if not worker._failed_here(sql, (sql, params), exc, started):
+                                        raise
+                                    # over budget: the worker runs it again (below)
+                                else:
+                                    took = perf_counter() - started
+                                    if budget:
+                                        worker.budget_deadline = None
+                                    inline: Inline = worker.inline  # type: ignore[assignment]
+                                    if took >= SHORT_HERE:  # (a remembered one has no history)
+                                        inline.record(sql, took)
+                                    inline.calls += 1
+                                    return self
+                        finally:
+                            token.put(None)
             args = (self, sql, params, self.iter_chunk_size)
             stmt = (sql, params)
-            conn = self._conn
-            # Connection._statement, without its Ready: the call that ran here returns
-            # this cursor, so there is nothing to wrap.
-            if conn._worker.run_here(run_new, args, sql, stmt, None, 0.0, conn._wakers) is NOT_HERE:
-                call = conn._dispatch(run_new, args, sql, stmt)
-                if type(call) is not Ready:  # not run on this thread after all
-                    yield from call.__await__()
-        return self  # awaiting it again (or a cursor with no statement) runs nothing
+            call = conn._dispatch(run_new, args, sql, stmt)
+            if type(call) is not Ready:  # not run on this thread after all
+                yield from call.__await__()
+        return self
 
     def send(self, value: Any) -> Any:
         it = self._it
@@ -499,17 +576,17 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
     @property
     def rowcount(self) -> int:
         last = self._last
-        return -1 if last is None else last.rowcount
+        return self._rowcount if last is None else last.rowcount
 
     @property
     def lastrowid(self) -> Optional[int]:
         last = self._last
-        return None if last is None else last.lastrowid
+        return self._lastrowid if last is None else last.lastrowid
 
     @property
     def description(self) -> Any:
         last = self._last
-        return None if last is None else last.description
+        return self._description if last is None else last.description
 
     @property
     def connection(self) -> Connection:

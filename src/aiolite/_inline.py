@@ -284,9 +284,12 @@ class Inline:
         self.own_write: How = (budget, True, NEVER)
         self.kinds: dict[Any, int] = {}  # by SQL text
         #: The statements admit() let run here as a read or a write that cannot wait, by
-        #: SQL text: the hot path looks them up instead of asking admit() again.  Each
-        #: holds while nothing it depends on changes; what changes any of it (the
-        #: transaction's state, the facts, the kinds, hooks, a slow history) drops them.
+        #: SQL text, each with its budget (see Worker.fast): the hot path looks them up
+        #: instead of asking admit() again.  Each holds while nothing it depends on
+        #: changes; what changes any of it (the transaction's state, the facts, the
+        #: kinds, hooks, a history) drops them.  A statement with a history is not
+        #: remembered: its runs are recorded until it has none (the hot path records a
+        #: run only if it was slow).
         # The Worker's own dict, never rebound (a second name, not a copy): the Worker
         # empties it too (see Worker.fast).
         self.fast = worker.fast
@@ -302,7 +305,12 @@ class Inline:
         self.hooked = False
         self.facts: Optional[_Facts] = None
         self.state = CLEAN
-        self.tx_writes = 0
+        #: The connection's total_changes when it was last seen outside a transaction,
+        #: and what scripts and executemany calls in this one add to the rows it changed
+        #: since (they may write much more than they change: an index, a VACUUM):
+        #: together, how much the transaction wrote (see commit_cheap).
+        self.tx_base = 0
+        self.tx_extra = 0
         #: sqlite3 opens a transaction before INSERT/UPDATE/DELETE/REPLACE by itself (its
         #: legacy transaction control with an isolation_level): kept by the Connection.
         self.implicit_begin = True
@@ -328,21 +336,22 @@ class Inline:
         if took is not None and took >= SHORT:
             self.hist[sql] = took * DECAY
             return NO
+        remember = took is None and self.worker._probed
         facts = self.facts
         if facts is None or self.worker.lost_transaction:
             return NO
         # Remembered only once the worker may be used from this thread (it probed).
         if kind == READ:
             if facts.lock_free or self.state == LOCKED:
-                if self.worker._probed:
-                    self.fast[sql] = self.read
+                if remember:
+                    self.fast[sql] = self.read[0]
                 return self.read
             return NO
         if kind == WRITE:
             if facts.private or (facts.lock_free and self.state == LOCKED):
                 # Private: nobody else can hold a lock; a commit has nothing to sync.
-                if self.worker._probed:
-                    self.fast[sql] = RUN
+                if remember:
+                    self.fast[sql] = 0.0
                 return RUN
             if not facts.lock_free:
                 return NO
@@ -399,12 +408,12 @@ class Inline:
         took = hist.get(key, 0.0) * 0.75 + min(took, OUTLIER) * 0.25
         if took < FORGET:
             # Short again: no history, so its runs are not even recorded (run_here records
-            # only a statement with a history, or a run of SHORT_HERE or more).
+            # only a statement with a history, or a run of SHORT_HERE or more), and
+            # admit() remembers it again.
             hist.pop(key, None)
         else:
             hist[key] = took
-            if took >= SHORT:
-                self.fast.pop(key, None)
+            self.fast.pop(key, None)  # its runs are recorded until it has no history
 
     def overran(self, key: Any, took: float) -> None:
         """A read run here went over its budget (``took`` seconds): not here for a while."""
@@ -490,13 +499,16 @@ class Inline:
         facts = self.facts
         if state != LOCKED or facts is None or self.hooked:
             return False
-        return self._commit_room(facts, self.tx_writes)
+        conn = self.worker.connection
+        if conn is None:
+            return False
+        return self._commit_room(facts, conn.total_changes - self.tx_base + self.tx_extra)
 
     @staticmethod
     def _commit_room(facts: _Facts, writes: int) -> bool:
-        """Whether a commit of ``writes`` small statements stays under the automatic
+        """Whether a commit of ``writes`` small row changes stays under the automatic
         checkpoint (SQLite runs it at the commit that takes the WAL past
-        wal_autocheckpoint frames; a small statement adds a few)."""
+        wal_autocheckpoint frames; a small row adds a few)."""
         if not facts.commit_free:
             return False
         if facts.autocheckpoint > 0 and facts.wal_path:
@@ -531,7 +543,8 @@ class Inline:
         in_tx = conn.in_transaction
         if not in_tx:
             self.state = CLEAN
-            self.tx_writes = 0
+            self.tx_base = conn.total_changes
+            self.tx_extra = 0
         if stmt is None:
             # A fetch, a blob write, a method: whatever it did, a transaction that looked
             # clean may not be any more.
@@ -545,7 +558,7 @@ class Inline:
                 self.forget()
             if in_tx:
                 self.state = LOCKED if ok and self.state == LOCKED else UNKNOWN
-                self.tx_writes += 1_000
+                self.tx_extra += 1_000
             return
         if self.facts is None and not self.hooked and not in_tx:
             # Only outside a transaction: its reads of the schema would take a lock inside
@@ -578,7 +591,6 @@ class Inline:
         if kind in (WRITE, BIG_WRITE, LOCK):
             if ok:
                 self.state = LOCKED
-                self.tx_writes += 1
         elif kind == NEVER and self.state != LOCKED:
             self.state = UNKNOWN
 

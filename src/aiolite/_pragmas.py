@@ -209,7 +209,7 @@ def connect_member(
         uri=location.uri,
         isolation_level=None,  # aiolite issues BEGIN/COMMIT itself
         # The worker owns it; the loop thread runs short calls on it while the worker is
-        # idle (adaptive execution: Worker.run_here, under the worker's exec lock).
+        # idle (adaptive execution: Worker.run_here, holding the worker's exec token).
         check_same_thread=False,
         cached_statements=256,
     )

@@ -37,7 +37,8 @@ import threading
 import time
 import traceback
 import weakref
-from asyncio.events import _get_running_loop as running_loop
+from collections.abc import Iterator
+from contextlib import contextmanager
 from queue import Empty, SimpleQueue
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -46,7 +47,6 @@ from ._exceptions import ConnectionClosedError, is_busy
 from ._inline import WRITE
 
 if TYPE_CHECKING:
-    from ._backends import WakerCache
     from ._backends._base import Waker
     from ._inline import Inline
 
@@ -188,11 +188,15 @@ class Worker:
     def __init__(self, name: str = "aiolite-worker") -> None:
         self._queue: SimpleQueue[Job] = SimpleQueue()
         self._lock = threading.Lock()
-        # Held by whoever runs SQL on the connection: the worker for each job, or the loop
-        # thread for a call it runs itself (run_here).  One ticket per job queued and not
-        # yet run: a call may run on the loop thread only when there is none, so it never
-        # overtakes a job queued before it.
-        self._exec = threading.Lock()
+        # The exec token, held by whoever runs SQL on the connection: the worker for each
+        # job, or the loop thread for a call it runs itself (run_here, Cursor.__await__).
+        # A queue holding one token is a lock whose non-blocking take (get_nowait) and
+        # give back (put) are plain fast calls: a Lock's acquire(False) parses its
+        # arguments, ~2% of a short INSERT run on the loop thread.  One ticket per job
+        # queued and not yet run: a call may run on the loop thread only when there is
+        # none, so it never overtakes a job queued before it.
+        self.token: SimpleQueue[None] = SimpleQueue()
+        self.token.put(None)
         self._tickets: list[None] = []
         #: Jobs submitted so far, and the last no-op job a waker queued to learn when
         #: the queue ahead of it has run (see _asyncio._Behind): tasks share it while
@@ -205,8 +209,14 @@ class Worker:
         #: ``Inline.fast``; empty without one).  An entry holds only while the connection
         #: is open, probed, takes jobs, has lost no transaction and has no deferred error:
         #: whatever ends one of these empties the dict first, so that the hot path
-        #: (``run_here`` without a How) checks none of them.
-        self.fast: dict[Any, tuple[float, bool, int]] = {}
+        #: (``Cursor.__await__``) checks none of them.
+        #: An entry is the statement's budget: > 0 s for a read, 0 for a write in the
+        #: transaction that holds the write lock (see Inline.admit).
+        self.fast: dict[Any, float] = {}
+        #: The sqlite3 cursor statements of new cursors run on (run_new): one per
+        #: connection, not one per statement; a statement that leaves rows unread keeps
+        #: it, and a new one takes its place.  Set by the probe, and by run_new.
+        self.raw: Optional[sqlite3.Cursor] = None
         #: When the call running on the loop thread must give up (monotonic), and whether
         #: it did: it then runs again on the worker.
         self.budget_deadline: Optional[float] = None
@@ -419,6 +429,10 @@ class Worker:
         self._set_steps(conn, PROGRESS_STEPS)
         with self._lock:
             self.connection = conn
+        # Probed again, on the loop thread, before a call runs there (a reopened
+        # connection may keep its thread check); its shared cursor is made then.
+        self._probed = False
+        self.raw = None
 
     def join(self, timeout: Optional[float] = None) -> bool:
         """Wait for the thread to end (True if it did); a thread never started counts."""
@@ -438,8 +452,8 @@ class Worker:
         release = self._lock.release
         clock = time.perf_counter
         durations = self._durations
-        hold = self._exec.acquire
-        let_go = self._exec.release
+        hold = self.token.get
+        let_go = self.token.put
         done_with = self._tickets.pop
         held: list[tuple[Job, bool, Any]] = []  # outcomes not yet handed to their wakers
         held_since = 0.0
@@ -519,7 +533,7 @@ class Worker:
                 # raised (it empties fast, which that call would check).
                 self.deferred_error = value
                 self.fast.clear()
-            let_go()
+            let_go(None)
             done_with()
             if state == CANCELLED:
                 pass  # abandoned: nobody waits for the outcome
@@ -543,15 +557,24 @@ class Worker:
         except Exception:  # learning failed (a busy schema read): ask again later
             inline.forget()
 
+    @contextmanager
+    def holding(self) -> Iterator[Optional[sqlite3.Connection]]:
+        """Any thread but the worker's: hold the exec token (waiting for it), so that no
+        job and no call on the loop thread uses the connection meanwhile; gives it."""
+        self.token.get()
+        try:
+            yield self.connection
+        finally:
+            self.token.put(None)
+
     def run_here(
         self,
         fn: JobFn,
         args: tuple[Any, ...],
         key: Any,
         stmt: Any,
-        how: Optional[tuple[float, bool, int]] = None,
+        how: tuple[float, bool, int],
         now: float = 0.0,
-        wakers: Optional[WakerCache] = None,
     ) -> Any:
         """Loop thread: run ``fn(connection, *args)`` now on this thread, if the worker is
         idle and nothing is queued; its value (or its exception, raised), or NOT_HERE to
@@ -562,39 +585,21 @@ class Worker:
         (> 0 s), SQLite aborts the statement once it has run that long, and with nowait,
         once it finds the database locked: it then goes to the worker (NOT_HERE).
 
-        Or ``how`` is None: the hot path of a statement admitted before, under asyncio.
-        The How is the one ``fast`` remembers for ``key``, and the call runs only if the
-        asyncio loop running now is the one of ``wakers`` (the caller's WakerCache) and
-        its iteration's budget for such calls is not spent (else NOT_HERE: the caller
-        asks ``Inline.admit``).  Under trio it is always NOT_HERE: there every call must
-        be a checkpoint, which a plain call is not.
+        A statement admitted before (in ``fast``) does not come here: ``Cursor.__await__``
+        runs it itself, with the same steps written out (the hot path of the library).
         """
-        # Nothing queued, first: what an entry of fast was admitted for can only change
-        # through a job, and no other task of this loop can queue one before this returns.
         if self._tickets:
             return NOT_HERE
-        if how is None:
-            if key not in self.fast or running_loop() is not wakers.key:  # type: ignore[union-attr]
-                return NOT_HERE
-            now = perf_counter()
-            if now >= wakers.waker.until:  # type: ignore[union-attr]
-                return NOT_HERE
-        if not self._exec.acquire(False):
+        token = self.token
+        try:
+            token.get_nowait()
+        except Empty:
             return NOT_HERE
         try:
-            # Open whenever a How from fast is found, else checked below.
             conn: sqlite3.Connection = self.connection  # type: ignore[assignment]
             # Checked again holding the connection: a job queued meanwhile goes first, and
             # one run meanwhile (from another thread) had the last word.
-            if how is None:
-                # A remembered How rests on all the checks below (see fast): a job that
-                # changed what it rests on emptied fast before it let go of the connection.
-                how = self.fast.get(key)
-                if how is None or self._tickets:
-                    return NOT_HERE
-                budget, _, kind = how  # never nowait
-                started = now
-            elif (
+            if (
                 self._tickets
                 or conn is None
                 or not self.accepting
@@ -602,15 +607,12 @@ class Worker:
                 or (not self._probed and not self._probe(conn))
             ):
                 return NOT_HERE
-            else:
-                budget, nowait, kind = how
-                if nowait:  # the first write of a transaction, if nobody else writes
-                    return self._run_nowait(conn, fn, args, key, stmt, budget)
-                started = now or perf_counter()
-            if budget:  # _arm_budget, written out
-                if self._steps != INLINE_STEPS:
-                    self._set_steps(conn, INLINE_STEPS)
-                self.budget_deadline = started + budget
+            budget, nowait, kind = how
+            if nowait:  # the first write of a transaction, if nobody else writes
+                return self._run_nowait(conn, fn, args, key, stmt, budget)
+            started = now or perf_counter()
+            if budget:
+                self._arm_budget(conn, started + budget)
             try:
                 value = fn(conn, *args)
             except BaseException as exc:
@@ -621,16 +623,14 @@ class Worker:
             inline: Inline = self.inline  # type: ignore[assignment]  # not None: probed
             if budget:
                 self.budget_deadline = None
-            elif kind == WRITE:
-                inline.tx_writes += 1  # a write here is inside a transaction holding the lock
-            else:
+            elif kind != WRITE:
                 inline.after(conn, stmt, True)  # a BEGIN, a COMMIT
             if took >= SHORT_HERE or key in inline.hist:
                 inline.record(key, took)
             inline.calls += 1
             return value
         finally:
-            self._exec.release()
+            token.put(None)
 
     def here_or_job(
         self,
@@ -713,7 +713,7 @@ class Worker:
     def _probe(self, conn: sqlite3.Connection) -> bool:
         """Whether this thread may use the connection (check_same_thread=False)."""
         try:
-            conn.cursor().close()
+            self.raw = conn.cursor()
         except sqlite3.ProgrammingError:
             self.inline = None  # opened by a connector that keeps its thread check
             self.fast.clear()
@@ -804,6 +804,8 @@ def close_connection(_: Any, worker: Worker) -> None:
     with worker._lock:
         conn, worker.connection = worker.connection, None
     worker.fast.clear()
+    worker._probed = False
+    worker.raw = None
     if conn is not None:
         conn.close()
 
