@@ -1216,3 +1216,40 @@ async def test_a_row_factory_change_reaches_the_shared_cursor(db_path: Path) -> 
         db.row_factory = None
         async with db.execute(SELECT, (3,)) as cur:
             assert await cur.fetchone() == (3, 2)
+
+
+async def test_many_short_tasks_share_a_loop_iteration(db_path: Path) -> None:
+    """Tasks that find the loop iteration's budget spent wait in line; a new iteration
+    wakes more of them when the last one left budget unused.  300 tasks of 5 point
+    selects each (~40 us of calls a task) then take far fewer loop iterations than
+    tasks (asyncio waking one per iteration, as before: ~580; now ~60-110; trio's
+    scheduler needs no line), and every row is right."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db, rows=300)
+        for _ in range(30):  # remembered: runs on the loop thread
+            async with db.execute(SELECT, (1,)) as cur:
+                await cur.fetchone()
+        ticks = 0
+        done = anyio.Event()
+
+        async def ticker() -> None:  # once per loop iteration
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await anyio.lowlevel.checkpoint()
+
+        async def task(k: int) -> None:
+            for _ in range(5):
+                async with db.execute(SELECT, (k + 1,)) as cur:
+                    assert await cur.fetchone() == (k + 1, k)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            await anyio.lowlevel.checkpoint()
+            start = ticks
+            async with anyio.create_task_group() as tasks:
+                for k in range(300):
+                    tasks.start_soon(task, k)
+            iterations = ticks - start
+            done.set()
+        assert iterations < 250, iterations

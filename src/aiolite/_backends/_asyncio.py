@@ -322,14 +322,16 @@ class _Behind(_Later):
         # again after its turn must not nest one generator per try.
         waker, worker, job = self._waker, self._worker, self._job
         while True:
+            waited = False
             while queued_ahead(worker, job.key):
                 yield from waker.drained(worker)
+                waited = True
             inline = worker.inline
             how = None if inline is None else inline.admit(job.key)
             if how is None:
                 return (yield from waker.wait(worker, job).__await__())
             if not waker.spend():
-                yield from waker.take_turn()  # then admitted again
+                yield from waker.take_turn(waited)  # then admitted again
                 continue
             value = worker.run_here(job.fn, job.args, job.key, job.stmt, how)
             if value is not NOT_HERE:
@@ -369,9 +371,11 @@ class _AsyncioWaker:
         "__weakref__",
         "_loop",
         "_pending",
+        "_ran_out",
         "_rfd",
         "_scheduled",
         "_turns",
+        "_wake_n",
         "marked",
         "until",
     )
@@ -388,6 +392,10 @@ class _AsyncioWaker:
         self._rfd: int | None = None  # FdWaker's signal, read by _drain
         #: Tasks waiting for an iteration with budget left, in order (see take_turn).
         self._turns: deque[asyncio.Future[None]] = deque()
+        #: How many of them the next iteration wakes, and whether a task found this
+        #: iteration's budget spent (see _unmark).
+        self._wake_n = 1
+        self._ran_out = False
 
     def push(self, waiter: Waiter, ok: bool, value: Any) -> None:
         self._pending.append((waiter, ok, value))
@@ -475,33 +483,55 @@ class _AsyncioWaker:
         return perf_counter() < self.until
 
     def _unmark(self) -> None:
+        """A new iteration: its budget goes to the first tasks waiting for one.
+
+        Half as many as last time after an iteration whose budget ran out, twice as many
+        after one whose woken tasks left some of it unused (they finished, or waited for
+        something else).  Waking one per iteration, 100 tasks with a few calls each
+        took an iteration each (~1 task per 0.14 ms of calls, the rest of the budget
+        unused); waking them all would have 99 wake only to find it spent.
+        """
         self.marked = False
         self.until = 0.0
-        self._wake_next()
+        if self._ran_out:
+            self._ran_out = False
+            n = self._wake_n = max(1, self._wake_n // 2)
+        else:
+            n = self._wake_n = min(2 * self._wake_n, 64)
+        for _ in range(n):
+            if not self._wake_next():
+                return
 
-    def _wake_next(self) -> None:
-        """Give the new iteration's budget to the first task waiting for it."""
+    def _wake_next(self) -> bool:
+        """Give the budget to the first task waiting for it (False: none waits)."""
         turns = self._turns
         while turns:
             fut = turns.popleft()
             if not fut.done():
                 fut.set_result(None)
-                return
+                return True
+        return False
 
-    def take_turn(self) -> Generator[Any, None, None]:
+    def take_turn(self, suspended: bool = False) -> Generator[Any, None, None]:
         """Wait in line for a loop iteration whose budget for calls on the loop thread is
         not spent, and take it (``spend()``).
 
         Waiting tasks sleep on a future each, woken one per iteration in order (by
         ``_unmark``), instead of all of them yielding at every iteration: with 100 tasks,
         99 would otherwise wake only to find the budget spent.  The loop runs timers and
-        I/O before ``_unmark``, so they get their turn as before.
+        I/O before ``_unmark``, so they get their turn as before.  A task goes straight
+        into line, without yielding first, when others wait in it already (it would not
+        go on in the next iteration anyway), or when ``suspended``: it has just waited for
+        something else (a gate), so the loop ran meanwhile.  100 tasks of a few calls
+        each: 2 loop steps less per task.
         """
         front = False
+        self._ran_out = True  # this task found it spent
         while True:
-            yield from _one_turn() if not front else ()
+            yield from _one_turn() if not (front or suspended or self._turns) else ()
             if self.spend():
                 return
+            self._ran_out = True
             loop = self._loop()
             if loop is None:
                 continue  # spend() is False for good: the loop is gone
