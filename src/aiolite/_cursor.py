@@ -195,11 +195,16 @@ def run_new(conn: sqlite3.Connection, res: Cursor, sql: str, params: Any, prefet
     # The same stores in the same order for every statement: Python 3.11 keeps a
     # cursor's attributes in a table the class shares only while they come in one order
     # (else each cursor gets a dict of its own: ~3% of a point select).
-    res._lastrowid = cur.lastrowid
-    res._rowcount = cur.rowcount
-    description = res._description = cur.description
-    if description is not None:
+    description = cur.description
+    if description is None:
+        res._lastrowid = cur.lastrowid
+        res._rowcount = cur.rowcount
+        res._description = None
+    else:
         rows = cur.fetchmany(prefetch)
+        res._lastrowid = cur.lastrowid
+        res._rowcount = cur.rowcount  # after the rows: RETURNING counts the rows it gave
+        res._description = description
         rows.reverse()
         if len(rows) < prefetch:  # the statement is over: SQLite already reset it
             res._rows = rows
@@ -476,12 +481,17 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
                                 try:
                                     cur: sqlite3.Cursor = worker.raw  # type: ignore[assignment]
                                     cur.execute(sql, params)
-                                    self._lastrowid = cur.lastrowid  # as run_new: in its order
-                                    self._rowcount = cur.rowcount
-                                    description = self._description = cur.description
-                                    if description is not None:
+                                    description = cur.description  # as run_new
+                                    if description is None:
+                                        self._lastrowid = cur.lastrowid
+                                        self._rowcount = cur.rowcount
+                                        self._description = None
+                                    else:
                                         prefetch = self.iter_chunk_size
                                         rows = cur.fetchmany(prefetch)
+                                        self._lastrowid = cur.lastrowid
+                                        self._rowcount = cur.rowcount
+                                        self._description = description
                                         rows.reverse()
                                         if len(rows) < prefetch:
                                             self._rows = rows
