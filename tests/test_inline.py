@@ -50,7 +50,7 @@ def _calls(db: Any) -> tuple[int, int]:
 async def test_short_reads_run_on_the_loop_thread(db_path: Path) -> None:
     async with aiolite.connect(db_path) as db:
         await _setup(db)
-        await db.execute_fetchall(SELECT, (1,))  # first run: on the worker, which learns it
+        await db.execute_fetchall(SELECT, (1,))  # first run: a read, known by its keyword
         trips, inline = _calls(db)
         for i in range(200):
             async with db.execute(SELECT, (i % 100 + 1,)) as cur:
@@ -1087,16 +1087,19 @@ async def test_a_statement_cancelled_while_waiting_for_the_queue_never_runs(
 
 
 async def test_tasks_sending_one_new_statement_wait_for_its_first_run(db_path: Path) -> None:
-    """100 tasks send the same statement, new to the connection, at once: its first run,
-    on the worker, learns what kind it is; the other tasks wait for that run and then run
-    it on the loop thread, instead of all crossing threads."""
+    """100 tasks send the same write, new to the connection, at once: its first run, on
+    the worker, learns what kind it is (its query plan); the other tasks wait for that run
+    and then run it on the loop thread, instead of all crossing threads.  A new read is
+    known by its keyword: none of its runs crosses."""
+    update = "UPDATE t SET v = v + 1000 WHERE id = ?"
     async with aiolite.connect(db_path) as db:
         await _setup(db)
+        await db.execute("BEGIN IMMEDIATE")
         before = _calls(db)[0]
 
         async def one(k: int) -> None:
-            async with db.execute(SELECT, (k + 1,)) as cur:
-                assert await cur.fetchone() == (k + 1, k)
+            async with db.execute(update, (k + 1,)) as cur:
+                assert cur.rowcount == 1
 
         async with anyio.create_task_group() as tg:
             for k in range(100):
@@ -1104,6 +1107,44 @@ async def test_tasks_sending_one_new_statement_wait_for_its_first_run(db_path: P
         crossed = _calls(db)[0] - before
         assert crossed <= 5, crossed
         assert not db._worker.inline.learning  # type: ignore[union-attr]
+        await db.commit()
+
+        before = _calls(db)[0]
+
+        async def read(k: int) -> None:
+            async with db.execute(SELECT, (k + 1,)) as cur:
+                assert await cur.fetchone() == (k + 1, k + 1000)
+
+        async with anyio.create_task_group() as tg:
+            for k in range(100):
+                tg.start_soon(read, k)
+        assert _calls(db)[0] == before
+
+
+async def test_a_new_read_runs_on_the_loop_thread_from_its_first_run(db_path: Path) -> None:
+    """A plain read is learned on the loop thread; a script, or a statement naming a
+    function of the user's, is not (their first run, on the worker, learns them); a new
+    read that overruns its budget on its first run moves to the worker with its rows."""
+    async with aiolite.connect(db_path, inline=0.002) as db:
+        await _setup(db)
+        trips, inline = _calls(db)
+        assert await db.execute_fetchall("SELECT v FROM t WHERE id = 7") == [(6,)]
+        assert _calls(db) == (trips, inline + 1)
+        for sql in ("SELECT v FROM t WHERE id = 8;", "SELECT twice(v) FROM t WHERE id = 8"):
+            if "twice" in sql:
+                await db.create_function("twice", 1, lambda x: 2 * x)
+            trips, inline = _calls(db)
+            rows = await db.execute_fetchall(sql)
+            assert rows == ([(14,)] if "twice" in sql else [(7,)])
+            assert _calls(db) == (trips + 1, inline), sql
+        moved = db.statistics().inline_moved
+        n = 1_000_000  # ~0.1 s: far over the 2 ms budget
+        long = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+            "SELECT sum(x % 7) FROM c"
+        )
+        assert await db.execute_fetchall(long, (n,)) == [(sum(x % 7 for x in range(1, n + 1)),)]
+        assert db.statistics().inline_moved == moved + 1
 
 
 @pytest.mark.parametrize("seed", [21, 22, 23])
@@ -1118,6 +1159,7 @@ async def test_seeded_waits_for_the_queue_run_each_statement_once(db_path: Path,
         await _setup(db)
         await db.execute("CREATE TABLE log(task INTEGER, seq INTEGER)")
         await db.commit()
+        await db.create_function("ident", 1, lambda x: x)
         tx = anyio.Lock()
         acked: set[tuple[int, int]] = set()
         tried: set[tuple[int, int]] = set()
@@ -1143,11 +1185,12 @@ async def test_seeded_waits_for_the_queue_run_each_statement_once(db_path: Path,
             i = 0
             while not done:
                 i += 1
+                # New statements naming a function of ours: they run on the worker.
                 if i % 7 == 0:  # fails on the worker: raised to this task only
                     with pytest.raises(sqlite3.OperationalError):
-                        await db.execute(f"SELECT * FROM missing_{i}")
+                        await db.execute(f"SELECT ident(1) FROM missing_{i}")
                 else:
-                    assert await db.execute_fetchall(f"SELECT {i}") == [(i,)]
+                    assert await db.execute_fetchall(f"SELECT ident({i})") == [(i,)]
                 await anyio.sleep(rng.uniform(0, 0.002))
 
         async def work() -> None:

@@ -23,7 +23,7 @@ from ._compat import RawConnection
 from ._context import Result
 from ._cursor import Cursor
 from ._exceptions import ConnectionClosedError
-from ._inline import Inline, budget_of
+from ._inline import MANY, SCRIPT, Inline, budget_of
 from ._pragmas import as_str, pragma_statement, run_pragma
 from ._types import (
     AuthorizerCallback,
@@ -381,6 +381,16 @@ class Connection(Opening):
         inline = worker.inline
         if inline is not None:
             how = inline.admit(key)
+            if (
+                how is None
+                and key is stmt[0]
+                and key not in inline.kinds
+                and stmt[1] is not SCRIPT
+                and stmt[1] is not MANY
+                and not worker._tickets
+                and inline.read_here(key)
+            ):  # a read never seen: learned here, and run here at once
+                how = inline.admit(key)
             if how is not None:  # known short: on this thread, if the worker is idle
                 return waker.inline(worker, fn, args, key, stmt, how)
             if queued_ahead(worker, key):

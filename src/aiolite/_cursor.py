@@ -458,8 +458,19 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
             # Under this connection's asyncio loop (under trio every call must be a
             # checkpoint), with budget left in this loop iteration.
             if running_loop() is wakers.key:
+                waker = wakers.waker
                 started = perf_counter()
-                if started < wakers.waker.until:
+                if started >= waker.until and sql in worker.fast:
+                    # This loop iteration's budget for calls here is spent, or not begun:
+                    # wait for a turn (cancelled meanwhile, the statement never ran) or
+                    # begin it, and go on here (~10 µs less per task that waits than
+                    # going through _dispatch: 100 tasks wait 100-200 times).
+                    if waker.marked:
+                        yield from waker.take_turn()
+                    else:
+                        waker.spend()
+                    started = perf_counter()
+                if started < waker.until:
                     token = worker.token
                     try:
                         token.get_nowait()
