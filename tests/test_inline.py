@@ -8,6 +8,7 @@ for on the loop, that a busy task lets others run, and that trio still checkpoin
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import sqlite3
@@ -1315,3 +1316,61 @@ async def test_many_short_tasks_share_a_loop_iteration(db_path: Path) -> None:
             iterations = ticks - start
             done.set()
         assert iterations < 250, iterations
+
+
+class _CountedSteps:
+    """A coroutine that counts how often its task steps it (sends and throws)."""
+
+    def __init__(self, coro: Any, steps: list[int]) -> None:
+        self.coro = coro
+        self.steps = steps
+
+    def send(self, value: Any) -> Any:
+        self.steps[0] += 1
+        return self.coro.send(value)
+
+    def throw(self, *exc: Any) -> Any:
+        self.steps[0] += 1
+        return self.coro.throw(*exc)
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def __await__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
+def test_tasks_that_find_the_budget_spent_go_into_line_at_once(
+    db_path: Path, use_uvloop: bool
+) -> None:
+    """100 tasks of 20 point selects start at once: a few spend the loop iteration's
+    budget, and the others' first calls find it spent.  One of them yields its turn, the
+    others go straight into line behind it.  When each yielded its turn (twice) before
+    going into line, the tasks took ~430 steps in all, and the loop two more iterations
+    with 100 tasks to step; now ~240."""
+
+    async def main() -> int:
+        async with aiolite.connect(db_path) as db:
+            await _setup(db)
+            for _ in range(REMEMBERED_WITHIN):
+                await db.execute_fetchall(SELECT, (1,))
+                if SELECT in db._worker.fast:
+                    break
+            steps = [0]
+
+            async def task(k: int) -> None:
+                for _ in range(20):
+                    async with db.execute(SELECT, (k + 1,)) as cur:
+                        assert await cur.fetchone() == (k + 1, k)
+
+            await asyncio.gather(
+                *(asyncio.ensure_future(_CountedSteps(task(k), steps)) for k in range(100))
+            )
+            return steps[0]
+
+    steps = anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+    assert 200 <= steps < 330, steps

@@ -14,11 +14,12 @@ nothing more; ``async for`` fetches in chunks that double up to ``MAX_CHUNK`` ro
 from __future__ import annotations
 
 import sqlite3
+import types
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Iterable
 from queue import Empty
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 from ._backends import running_loop
 from ._backends._asyncio import Ready
@@ -37,6 +38,7 @@ __all__ = ["MAX_CHUNK", "Cursor"]
 MAX_CHUNK = 1024
 
 _NO_PARAMS: tuple[()] = ()
+T = TypeVar("T")
 
 
 #: The rows not yet read, the next one at the right end (``pop()``).  A statement that
@@ -269,6 +271,14 @@ def run_fetch(_: Any, res: _Results, n: int) -> None:
 
 
 # ---- loop side ---------------------------------------------------------------------------
+
+
+def _awaitable_copy(fn: Callable[[Any], Generator[Any, None, T]]) -> Callable[[Any], Awaitable[T]]:
+    """A copy of the generator function ``fn`` whose generators ``await`` takes, as
+    ``types.coroutine`` makes them.  A copy: ``types.coroutine`` marks the function it is
+    given, and ``await`` refuses an ``__await__`` that returns one so marked."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, None, fn.__closure__)
+    return types.coroutine(copy)
 
 
 class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
@@ -553,11 +563,9 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
             return it.throw(typ, val)
         return it.throw(typ, val, tb)
 
-    def __aenter__(self) -> Cursor:  # awaited: it runs the statement
-        return self
-
-    def __aexit__(self, *exc_info: object) -> Awaitable[None]:  # type: ignore[override]
-        return self.close_now()
+    # ``async with`` awaits what __aenter__ returns: here __await__'s generator itself,
+    # marked a coroutine (one call less than returning the cursor to be awaited).
+    __aenter__ = _awaitable_copy(__await__)  # type: ignore[assignment]  # awaitable all the same
 
     # -- lifecycle --
 
@@ -573,14 +581,17 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
             it.close()
         return self.close_now()
 
-    def close_now(self) -> Awaitable[None]:
-        """Close at once (nothing to wait for); returns an awaitable that is already done."""
+    def close_now(self, *exc_info: object) -> Awaitable[None]:
+        """Close at once (nothing to wait for); returns an awaitable that is already done.
+        Also ``__aexit__`` (its arguments ignored: one call less per ``async with``)."""
         if not self._closed:
             self._closed = True
             self._rows = ()
             if self._raw is not None:
                 self._conn._worker.post(_release, self)
         return DONE
+
+    __aexit__ = close_now  # type: ignore[assignment]
 
     def _check(self) -> None:
         if self._closed:

@@ -374,6 +374,7 @@ class _AsyncioWaker:
         "_scheduled",
         "_turns",
         "_wake_n",
+        "_yielding",
         "marked",
         "until",
     )
@@ -394,6 +395,8 @@ class _AsyncioWaker:
         #: iteration's budget spent (see _unmark).
         self._wake_n = 1
         self._ran_out = False
+        #: Tasks yielding their loop turn before they go into line (see take_turn).
+        self._yielding = 0
 
     def push(self, waiter: Waiter, ok: bool, value: Any) -> None:
         self._pending.append((waiter, ok, value))
@@ -526,7 +529,12 @@ class _AsyncioWaker:
         front = False
         self._ran_out = True  # this task found it spent
         while True:
-            yield from _one_turn() if not (front or self._turns) else ()
+            if not (front or self._turns or self._yielding):
+                self._yielding += 1
+                try:
+                    yield from _one_turn()
+                finally:
+                    self._yielding -= 1
             if self.spend():
                 return
             self._ran_out = True
