@@ -1131,6 +1131,12 @@ async def test_a_new_read_runs_on_the_loop_thread_from_its_first_run(db_path: Pa
         trips, inline = _calls(db)
         assert await db.execute_fetchall("SELECT v FROM t WHERE id = 7") == [(6,)]
         assert _calls(db) == (trips, inline + 1)
+        # A new read that fails on its first run raises SQLite's error, here as there.
+        for _ in range(2):
+            with pytest.raises(sqlite3.OperationalError, match="no such table: missing"):
+                await db.execute("SELECT * FROM missing WHERE id = 1")
+        assert _calls(db)[0] == trips
+        assert await db.execute_fetchall("SELECT v FROM t WHERE id = 7") == [(6,)]
         for sql in ("SELECT v FROM t WHERE id = 8;", "SELECT twice(v) FROM t WHERE id = 8"):
             if "twice" in sql:
                 await db.create_function("twice", 1, lambda x: 2 * x)

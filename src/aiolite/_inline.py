@@ -421,12 +421,17 @@ class Inline:
             or _calls_user_code(sql, self.names)
         ):
             return False
+        self._set_kind(sql, READ)
+        return True
+
+    def _set_kind(self, sql: str, kind: int) -> None:
+        """Remember a statement's kind; a full table starts over (and so does fast,
+        whose entries rest on the kinds)."""
         kinds = self.kinds
         if len(kinds) >= MAX_KINDS:
             kinds.clear()
             self.fast.clear()
-        kinds[sql] = READ
-        return True
+        kinds[sql] = kind
 
     def record(self, key: Any, took: float) -> None:
         """Add a run here to the statement's history.  From 0: one slow run (a first
@@ -497,10 +502,7 @@ class Inline:
             kind = READ if word in _READS else WRITE if word in _DML else NEVER
             if kind != NEVER and _calls_user_code(sql, self.names):
                 kind = NEVER
-            if len(self.kinds) >= MAX_KINDS:
-                self.kinds.clear()
-                self.fast.clear()
-            self.kinds[sql] = kind
+            self._set_kind(sql, kind)
         return kind
 
     def refresh(self, conn: sqlite3.Connection) -> None:
@@ -604,17 +606,13 @@ class Inline:
         kinds = self.kinds
         kind = kinds.get(sql)
         if kind is None:
-            if not ok or self.hooked:
-                return
-            if len(kinds) >= MAX_KINDS:
-                kinds.clear()
-                self.fast.clear()
             facts = self.facts
-            if facts is None:
+            if not ok or self.hooked or facts is None:
                 return
             # Inside a transaction too: the statement just ran in it, so the locks that
             # reading its plan needs (the schema: SHARED) are held already.
-            kind = kinds[sql] = _classify(conn, sql, params, facts, self.names)
+            kind = _classify(conn, sql, params, facts, self.names)
+            self._set_kind(sql, kind)
         if kind == NEVER:
             word = keyword(sql)
             if word in _RESETS or (word == "PRAGMA" and "=" in sql):
