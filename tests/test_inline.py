@@ -1404,3 +1404,103 @@ def test_tasks_that_find_the_budget_spent_go_into_line_at_once(
 
     steps = anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
     assert 200 <= steps < 330, steps
+
+
+def _counting_long_path(db: aiolite.Database) -> list[str]:
+    """The SQL of every read that takes the Database's long path (``_query``)."""
+    seen: list[str] = []
+    long_path = db._query
+
+    async def counted(mode: int, sql: str, *args: Any) -> Any:
+        seen.append(sql)
+        return await long_path(mode, sql, *args)
+
+    db._query = counted  # type: ignore[method-assign]
+    return seen
+
+
+async def test_database_reads_take_the_hot_path_once_remembered(db_path: Path) -> None:
+    """A Database's fetchone/fetchall/fetchval of a short read, once admitted on its
+    reader, runs on the loop thread without _query (Database._here, asyncio): right rows
+    and row factories; only the first call of a loop iteration's budget goes the long
+    way."""
+    async with aiolite.open(db_path) as db:
+        await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+        for i in range(20):
+            await db.execute(INSERT, (i,))
+        q = "SELECT id, v FROM t WHERE id = ?"
+        for i in range(3):  # learned and remembered
+            await db.fetchone(q, (i + 1,))
+        long_path = _counting_long_path(db)
+        calls = db.statistics().inline_calls
+        for i in range(200):
+            assert tuple(await db.fetchone(q, (i % 20 + 1,))) == (i % 20 + 1, i % 20)
+            assert await db.fetchval("SELECT v FROM t WHERE id = ?", (i % 20 + 1,)) == i % 20
+        rows = await db.fetchall("SELECT id FROM t WHERE id <= ?", (3,), row_factory=tuple)
+        assert rows == [(1,), (2,), (3,)]
+        row = await db.fetchone(q, (5,), row_factory=dict)  # a call's own factory
+        assert row == {"id": 5, "v": 4}
+        assert db.statistics().inline_calls - calls == 402
+        if sniffio.current_async_library() == "trio":  # every call is a checkpoint there
+            assert len(long_path) == 402
+        else:
+            # The fetchval statement and the fetchall were new: each took the long path
+            # at first; the rest only at the start of a loop iteration's budget.
+            assert len(long_path) < 80, len(long_path)
+
+
+async def test_database_hot_path_errors_and_overruns_match_the_long_path(db_path: Path) -> None:
+    """A remembered read that fails raises SQLite's error (with aiolite's advice) as the
+    long path does; one that outgrows its budget is aborted and answered by the worker
+    (moved), with the right answer."""
+    async with aiolite.open(db_path) as db:
+        await db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+        await db.execute(INSERT, (1,))
+        grow = "SELECT count(*) FROM t WHERE v >= ?"
+        for _ in range(5):
+            assert await db.fetchval(grow, (0,)) == 1
+        assert any(grow in m.worker.fast for m in db._pool.members)
+        bad = "SELECT v FROM t WHERE id = ? AND abs(?) > 0"
+        assert tuple(await db.fetchone(bad, (1, 1))) == (1,)
+        assert any(bad in m.worker.fast for m in db._pool.members)
+        errors = []
+        for _ in range(2):
+            with pytest.raises(sqlite3.Error) as caught:  # abs() of a too-large integer
+                await db.fetchone(bad, (1, -(2**63)))
+            errors.append((type(caught.value), str(caught.value)))
+        assert errors[0] == errors[1]
+        assert errors[0][0] is sqlite3.OperationalError
+        async with db.transaction() as tx:
+            await tx.execute("WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n "
+                             "WHERE i < 300000) INSERT INTO t SELECT i, i FROM n")  # fmt: skip
+        moved = db.statistics().inline_moved
+        assert await db.fetchval(grow, (0,)) == 300000
+        assert db.statistics().inline_moved == moved + 1
+
+
+async def test_a_short_history_keeps_a_statement_remembered(db_path: Path) -> None:
+    """A history under REMEMBER (50 µs) leaves the statement on the hot path (the hot
+    paths record only runs that long); one that reaches it takes the statement off until
+    its runs bring it under again."""
+    async with aiolite.connect(db_path) as db:
+        await _setup(db)
+        for _ in range(3):
+            async with db.execute(SELECT, (1,)) as cur:
+                assert await cur.fetchone() == (1, 0)
+        inline = db._worker.inline
+        assert inline is not None
+        assert SELECT in db._worker.fast
+        inline.record(SELECT, 200e-6)  # one slow run (a descheduled thread): 50 µs
+        assert SELECT not in db._worker.fast
+        for _ in range(2):
+            inline.record(SELECT, 20e-6)  # short runs, recorded by the long path
+        assert 10e-6 < inline.hist[SELECT] < 50e-6  # a history, and a short one
+        async with db.execute(SELECT, (2,)) as cur:
+            assert await cur.fetchone() == (2, 1)
+        assert SELECT in db._worker.fast  # remembered again, history and all
+        calls = _calls(db)
+        for i in range(50):
+            async with db.execute(SELECT, (i + 1,)) as cur:
+                assert await cur.fetchone() == (i + 1, i)
+        assert _calls(db)[0] == calls[0]  # no round trip
+        assert SELECT in db._worker.fast

@@ -530,7 +530,7 @@ class Cursor(Closing, _Results, Coroutine[Any, Any, "Cursor"]):
                                     if budget:
                                         worker.budget_deadline = None
                                     inline: Inline = worker.inline  # type: ignore[assignment]
-                                    if took >= SHORT_HERE:  # (a remembered one has no history)
+                                    if took >= SHORT_HERE:  # (a remembered one's history is below)
                                         inline.record(sql, took)
                                     inline.calls += 1
                                     return self

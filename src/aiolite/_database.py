@@ -20,11 +20,13 @@ from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from queue import Empty
+from time import perf_counter
 from typing import Any, Callable, Optional, Union, cast
 
 from ._adapters import DEFAULT as DEFAULT_TYPES
 from ._adapters import Types
-from ._backends import WakerCache
+from ._backends import WakerCache, running_loop
 from ._closing import Opening
 from ._dqlite import _members as cluster
 from ._exceptions import ConnectionClosedError, ReadOnlyError
@@ -71,7 +73,7 @@ from ._statements import (
 )
 from ._transaction import Transaction, WriterGate
 from ._types import Parameters, StrPath
-from ._worker import SHORT_JOB, Job, Worker, close_connection
+from ._worker import INLINE_STEPS, NOT_HERE, SHORT_HERE, SHORT_JOB, Job, Worker, close_connection
 
 __all__ = ["Database", "DatabaseStatistics", "open"]
 
@@ -451,25 +453,79 @@ class Database(Queries, Opening):
 
     # ---- reads: on the reader pool ----
 
+    def _here(self, mode: int, sql: str, params: Any, shape: Any, extra: Any) -> Any:
+        """The hot path of a Database read: a query its member's loop-thread admission
+        remembers (``Worker.fast``, filled by ``Inline.admit_read``) runs here at once,
+        with ``run_here``'s steps written out (as ``Cursor.__await__`` does for
+        ``connect()``), if this loop iteration's budget is begun and not spent and no
+        other call of the Database is in flight.  NOT_HERE: go the long way (``_query``),
+        which takes the turn, admits, or sends the job."""
+        if self._inflight or self._closing or not self._opened:
+            return NOT_HERE
+        wakers = self._wakers
+        if running_loop() is not wakers.key:  # asyncio only: under trio a call is a checkpoint
+            return NOT_HERE
+        started = perf_counter()
+        if started >= wakers.waker.until:
+            return NOT_HERE
+        m = self._route(sql)
+        if m is None:
+            return NOT_HERE
+        worker = m.worker
+        budget = worker.fast.get(sql)
+        if not budget:  # not remembered (0.0 would be a write's)
+            return NOT_HERE
+        token = worker.token
+        try:
+            token.get_nowait()
+        except Empty:  # the worker runs a job
+            return NOT_HERE
+        try:
+            if worker._tickets:  # a job queued before this call goes first
+                return NOT_HERE
+            conn: sqlite3.Connection = worker.connection  # type: ignore[assignment]
+            if worker._steps != INLINE_STEPS:
+                worker._set_steps(conn, INLINE_STEPS)
+            worker.budget_deadline = started + budget
+            try:
+                value = run(conn, m.session, None, mode, sql, params, shape, PLAIN, extra)
+            except BaseException as exc:
+                if worker._failed_here(sql, None, exc, started):
+                    return NOT_HERE  # over budget: the long way sends it to the worker
+                raise
+            took = perf_counter() - started
+            worker.budget_deadline = None
+            inline: Inline = worker.inline  # type: ignore[assignment]  # fast is its dict
+            if took >= SHORT_HERE:
+                inline.record(sql, took)
+            inline.calls += 1
+            return value
+        finally:
+            token.put(None)
+
+    def _route(self, sql: str) -> Optional[Member]:
+        """The member a plain query goes to now (None: every reader is reserved)."""
+        w = self._writer
+        if sql in self._short_reads and w.inflight < SPREAD_AT and self._gate.free():
+            # No transaction holds or awaits the writer, and this query is known to be
+            # short and read-only: the writer runs it between whole write jobs.  On a small
+            # machine one busy thread batching everything beats several taking turns.
+            return w
+        return self._pool.pick()
+
     async def _query(self, mode: int, sql: str, params: Any, shape: Any, extra: Any = None) -> Any:
         if self._closing or not self._opened:
             self._check_open()
         if self._inline:
             # Before deciding where it runs: what is decided must still hold when it runs.
             await self._wakers.current().turn()
-        w = self._writer
-        if sql in self._short_reads and w.inflight < SPREAD_AT and self._gate.free():
-            # No transaction holds or awaits the writer, and this query is known to be
-            # short and read-only: the writer runs it between whole write jobs.  On a small
-            # machine one busy thread batching everything beats several taking turns.
-            return await self._run_plain(w, mode, sql, params, shape, extra)
-        pool = self._pool
-        m = pool.pick()
+        m = self._route(sql)
         if m is not None:
             result = await self._run_plain(m, mode, sql, params, shape, extra)
             if sql not in self._short_reads:
                 self._learn(m, sql)
             return result
+        pool = self._pool
         m = await pool.reserve()  # every reader holds a snapshot or a stream: wait for one
         try:
             return await self._run_plain(m, mode, sql, params, shape, extra)

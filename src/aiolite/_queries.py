@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ._cursor import _release, _Results, run_fetch
 from ._statements import ALL, ONE, PLAIN, STREAM, VAL, Limits, run, run_limited, too_many_rows
 from ._types import Parameters
-from ._worker import Job
+from ._worker import NOT_HERE, Job
 
 if TYPE_CHECKING:
     from ._database import Database
@@ -37,6 +37,11 @@ class Queries:
 
     async def _query(self, mode: int, sql: str, params: Any, shape: Any, extra: Any = None) -> Any:
         raise NotImplementedError
+
+    def _here(self, mode: int, sql: str, params: Any, shape: Any, extra: Any) -> Any:
+        """The query's value if it ran on the loop thread at once, else NOT_HERE (then
+        ``_query`` runs it).  Only a Database has such a path (see Database._here)."""
+        return NOT_HERE
 
     def _shape(self, row_factory: Any) -> Any:
         return self._row_factory if row_factory is DEFAULT else row_factory
@@ -65,7 +70,11 @@ class Queries:
         """
         # The defaults are one object made at open: no call on the hot path.
         limits = self._home()._timeout_only if timeout is DEFAULT else self._limits(timeout, None)
-        return await self._query(ONE, sql, params, self._shape(row_factory), limits)
+        shape = self._row_factory if row_factory is DEFAULT else row_factory
+        value = self._here(ONE, sql, params, shape, limits)
+        if value is NOT_HERE:
+            value = await self._query(ONE, sql, params, shape, limits)
+        return value
 
     async def fetchall(
         self,
@@ -85,7 +94,10 @@ class Queries:
             limits = self._home()._default_limits
         else:
             limits = self._limits(timeout, max_rows)
-        rows: list[Any] = await self._query(ALL, sql, params, self._shape(row_factory), limits)
+        shape = self._shape(row_factory)
+        rows: list[Any] = self._here(ALL, sql, params, shape, limits)
+        if rows is NOT_HERE:
+            rows = await self._query(ALL, sql, params, shape, limits)
         return rows
 
     async def fetchval(
@@ -93,7 +105,10 @@ class Queries:
     ) -> Any:
         """Return the first column of the first row, or None if there is no row. 1 round trip."""
         limits = self._home()._timeout_only if timeout is DEFAULT else self._limits(timeout, None)
-        return await self._query(VAL, sql, params, tuple, limits)
+        value = self._here(VAL, sql, params, tuple, limits)
+        if value is NOT_HERE:
+            value = await self._query(VAL, sql, params, tuple, limits)
+        return value
 
     def _stream_on(self) -> tuple[Optional[Member], Optional[deque[str]]]:
         """The connection a stream runs on (None: reserve a reader) and deferred statements."""

@@ -44,7 +44,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._exceptions import ConnectionClosedError, is_busy
-from ._inline import WRITE
+from ._inline import REMEMBER, WRITE
 
 if TYPE_CHECKING:
     from ._backends._base import Waker
@@ -74,8 +74,9 @@ PROGRESS_STEPS = 100_000
 INLINE_STEPS = 10_000
 
 #: A run on the loop thread shorter than this leaves the statement's history
-#: (Inline.hist) alone, unless it has one: most statements never get one.
-SHORT_HERE = 50e-6
+#: (Inline.hist) alone, unless it has one and is not remembered: most statements never
+#: get one.  The same as Inline's REMEMBER (see there).
+SHORT_HERE = REMEMBER
 
 #: How long the exit hook waits for each worker to finish the statement it is running.
 EXIT_JOIN_TIMEOUT = 2.0
