@@ -1504,3 +1504,67 @@ async def test_a_short_history_keeps_a_statement_remembered(db_path: Path) -> No
                 assert await cur.fetchone() == (i + 1, i)
         assert _calls(db)[0] == calls[0]  # no round trip
         assert SELECT in db._worker.fast
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_database_hot_path_reads_your_writes_under_cancels(db_path: Path, seed: int) -> None:
+    """Seeded: 12 tasks each write their own row (on the loop thread or the writer) and
+    read it back (hot path, long path or a reader's worker), while random cancels land,
+    a snapshot holds a reader, and a stream holds another.  A write that returned is
+    seen by every later read of its task; a read never sees a value its task did not
+    write; the file ends with each row's last acknowledged value, or a later one whose
+    write was cancelled after it committed."""
+    rng = random.Random(seed)
+    async with aiolite.open(db_path, readers=3) as db:
+        await db.execute("CREATE TABLE r(id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+        await db.executemany("INSERT INTO r VALUES (?, 0)", [(i,) for i in range(12)])
+        await db.executemany("INSERT INTO r VALUES (?, -1)", [(i,) for i in range(100, 3100)])
+        acked = [0] * 12
+        tried: list[set[int]] = [{0} for _ in range(12)]
+        cancels = 0
+        hot_before = db.statistics().inline_calls
+
+        async def task(i: int, r: random.Random) -> None:
+            nonlocal cancels
+            for n in range(max(tried[i]) + 1, max(tried[i]) + 120):
+                if r.random() < 0.3:
+                    await anyio.sleep(r.random() * 1e-3)  # idle moments: calls run here
+                if r.random() < 0.5:
+                    tried[i].add(n)
+                    with anyio.move_on_after(r.choice([1e-5, 1e-4, 1.0, 1.0])) as scope:
+                        await db.execute("UPDATE r SET v = ? WHERE id = ?", (n, i))
+                        acked[i] = n
+                    cancels += scope.cancelled_caught
+                else:
+                    floor = acked[i]
+                    with anyio.move_on_after(r.choice([1e-4, 1.0, 1.0])) as scope:
+                        v = await db.fetchval("SELECT v FROM r WHERE id = ?", (i,))
+                        assert v in tried[i], (i, v)
+                        assert v >= floor, (i, v, floor)  # values only grow per task
+                    cancels += scope.cancelled_caught
+
+        async def holders() -> None:
+            async with db.read() as snap:
+                for _ in range(20):
+                    assert await snap.fetchval("SELECT count(*) FROM r") == 3012
+                    await anyio.sleep(0.001)
+            async with db.iterate("SELECT v FROM r WHERE id >= 100", chunk_size=50) as rows:
+                seen = 0
+                async for row in rows:
+                    assert row[0] == -1
+                    seen += 1
+                assert seen == 3000
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holders)
+            for i in range(12):
+                tg.start_soon(task, i, random.Random(rng.random()))
+        for i in range(12):  # then one task at a time: nothing in flight, the hot path
+            await task(i, random.Random(rng.random()))
+        final = dict(await db.fetchall("SELECT id, v FROM r WHERE id < 12", row_factory=tuple))
+        for i in range(12):
+            assert final[i] >= acked[i], (i, final[i], acked[i])
+            assert final[i] in tried[i], (i, final[i])
+        assert cancels > 0
+        if sniffio.current_async_library() != "trio":
+            assert db.statistics().inline_calls - hot_before > 100, db.statistics()
