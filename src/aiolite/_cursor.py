@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 from ._backends import running_loop
 from ._backends._asyncio import Ready
 from ._closing import DONE, Closing
-from ._inline import LOCKED, MANY, SCRIPT
+from ._inline import LOCKED, MANY, SCRIPT, SHORT_HERE
 from ._types import Parameters, RowFactory
-from ._worker import INLINE_STEPS, SHORT_HERE, Job, Worker
+from ._worker import INLINE_STEPS, Job, Worker
 
 if TYPE_CHECKING:
     from ._connection import Connection

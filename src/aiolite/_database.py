@@ -30,7 +30,7 @@ from ._backends import WakerCache, running_loop
 from ._closing import Opening
 from ._dqlite import _members as cluster
 from ._exceptions import ConnectionClosedError, ReadOnlyError
-from ._inline import How, Inline, budget_of
+from ._inline import SHORT_HERE, How, Inline, budget_of
 from ._maintenance import (
     CheckpointResult,
     ForeignKeyViolation,
@@ -73,7 +73,7 @@ from ._statements import (
 )
 from ._transaction import Transaction, WriterGate
 from ._types import Parameters, StrPath
-from ._worker import INLINE_STEPS, NOT_HERE, SHORT_HERE, SHORT_JOB, Job, Worker, close_connection
+from ._worker import INLINE_STEPS, NOT_HERE, SHORT_JOB, Job, Worker, close_connection
 
 __all__ = ["Database", "DatabaseStatistics", "open"]
 

@@ -70,11 +70,13 @@ DECAY = 0.95
 #: for their first run (it prepares the statement), and recording every run costs ~5% of
 #: a short INSERT's time on the loop thread.
 FORGET = 10e-6
-#: A statement with a history under this is still remembered (Worker.fast): the hot
-#: paths record only runs this long or more (_worker's SHORT_HERE), so a history under it
-#: holds until such a run raises it.  (Remembering only statements with no
-#: history left a 12 µs read, a Database's run included, on the long path for good.)
-REMEMBER = 50e-6
+#: A run on the loop thread shorter than this leaves the statement's history alone,
+#: unless it has one and is not remembered (most statements never get one); and a
+#: statement with a history under it is still remembered (Worker.fast): the hot paths
+#: record only runs this long or more, so such a history holds until one raises it.
+#: (Remembering only statements with no history left a 12 µs read, a Database's run
+#: included, on the long path for good.)
+SHORT_HERE = 50e-6
 #: The most one run counts for in a history (see Inline.record).
 OUTLIER = 2 * SHORT
 #: Default hard limit of one read run on the loop thread before it moves to the worker.
@@ -304,8 +306,8 @@ class Inline:
         #: instead of asking admit() again.  Each holds while nothing it depends on
         #: changes; what changes any of it (the transaction's state, the facts, the
         #: kinds, hooks, a history) drops them.  A statement whose history reached
-        #: REMEMBER is not remembered: its runs are recorded until it is under it again
-        #: (the hot paths record a run only if it took REMEMBER or more).
+        #: SHORT_HERE is not remembered: its runs are recorded until it is under it again
+        #: (the hot paths record a run only if it took SHORT_HERE or more).
         # The Worker's own dict, never rebound (a second name, not a copy): the Worker
         # empties it too (see Worker.fast).
         self.fast = worker.fast
@@ -352,7 +354,7 @@ class Inline:
         if took is not None and took >= SHORT:
             self.hist[sql] = took * DECAY
             return NO
-        remember = (took is None or took < REMEMBER) and self.worker._probed
+        remember = (took is None or took < SHORT_HERE) and self.worker._probed
         facts = self.facts
         if facts is None or self.worker.lost_transaction:
             return NO
@@ -394,7 +396,7 @@ class Inline:
         facts = self.facts
         if facts is None or not facts.lock_free or self._kind(sql) != READ:
             return NO
-        if self.hist.get(sql, 0.0) < REMEMBER and self.worker._probed:
+        if self.hist.get(sql, 0.0) < SHORT_HERE and self.worker._probed:
             self.fast[sql] = self.read[0]  # the Database's hot path (Database._here)
         return self.read
 
@@ -460,7 +462,7 @@ class Inline:
             hist.pop(key, None)
         else:
             hist[key] = took
-            if took >= REMEMBER:
+            if took >= SHORT_HERE:
                 self.fast.pop(key, None)  # its runs are recorded until it is short again
 
     def overran(self, key: Any, took: float) -> None:

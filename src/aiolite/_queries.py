@@ -70,7 +70,7 @@ class Queries:
         """
         # The defaults are one object made at open: no call on the hot path.
         limits = self._home()._timeout_only if timeout is DEFAULT else self._limits(timeout, None)
-        shape = self._row_factory if row_factory is DEFAULT else row_factory
+        shape = self._shape(row_factory)
         value = self._here(ONE, sql, params, shape, limits)
         if value is NOT_HERE:
             value = await self._query(ONE, sql, params, shape, limits)
