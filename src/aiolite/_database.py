@@ -30,7 +30,7 @@ from ._backends import WakerCache, running_loop
 from ._closing import Opening
 from ._dqlite import _members as cluster
 from ._exceptions import ConnectionClosedError, ReadOnlyError
-from ._inline import SHORT_HERE, How, Inline, budget_of
+from ._inline import DML, MAX_KINDS, SHORT_HERE, How, Inline, budget_of, keyword
 from ._maintenance import (
     CheckpointResult,
     ForeignKeyViolation,
@@ -73,7 +73,16 @@ from ._statements import (
 )
 from ._transaction import Transaction, WriterGate
 from ._types import Parameters, StrPath
-from ._worker import INLINE_STEPS, NOT_HERE, SHORT_JOB, Job, Worker, close_connection
+from ._worker import (
+    INLINE_STEPS,
+    MAX_MEMBERS,
+    NOT_HERE,
+    PENDING,
+    SHORT_JOB,
+    Job,
+    Worker,
+    close_connection,
+)
 
 __all__ = ["Database", "DatabaseStatistics", "open"]
 
@@ -113,6 +122,12 @@ class DatabaseStatistics:
     #: execution), and those of them that overran the budget and moved to a worker.
     inline_calls: int = 0
     inline_moved: int = 0
+    #: ``db.execute()`` writes that committed together with others in one transaction
+    #: (group commit), the commits of those groups, and groups that failed as a whole and
+    #: ran their writes again one by one.
+    grouped_writes: int = 0
+    group_commits: int = 0
+    group_retries: int = 0
 
 
 def _open_member(
@@ -312,6 +327,11 @@ class Database(Queries, Opening):
         self._short_reads: set[str] = set()
         #: Plain reads and one-job writes submitted and not answered yet (loop side).
         self._inflight = 0
+        #: The last db.execute() write queued on the writer as a group's first: later
+        #: ones join it while it waits (see _join_group).  Whether a write's SQL may be
+        #: grouped at all (one INSERT/UPDATE/DELETE/REPLACE statement), by SQL text.
+        self._lead: Optional[Job] = None
+        self._groupable: dict[str, bool] = {}
         self._opened = False
         self._closing = False
         self._closed = False
@@ -628,12 +648,46 @@ class Database(Queries, Opening):
                 how = self._own_write(inline, here)
                 if how is not None:
                     return await waker.here(w.worker, job.fn, job.args, how, here, job)
+            if here is not None:
+                self._join_group(job, here)
             return await waker.wait(w.worker, job)
         finally:
             w.inflight -= 1
             self._inflight -= 1
             if queued:
                 gate.release()
+
+    def _join_group(self, job: Job, sql: str) -> None:
+        """Let a db.execute() write go with the group's first write while that one waits
+        in the writer's queue: one transaction, one COMMIT for all (see _statements._group;
+        each still succeeds or fails alone).  Only single DML statements known to be short
+        on the writer: a group cannot be interrupted for one member's cancel without
+        running the others again.  The first such write after a group started leads the
+        next one."""
+        w = self._writer
+        groupable = self._groupable.get(sql)
+        if groupable is None:
+            groupable = (
+                not w.session.bare_autocommit  # dqlite: each statement commits by itself
+                and w.session.authorizer is None
+                and keyword(sql) in DML
+            )
+            if len(self._groupable) >= MAX_KINDS:
+                self._groupable.clear()
+            self._groupable[sql] = groupable
+        took = w.worker.expected(sql)
+        if not groupable or took is None or took >= SHORT_JOB:
+            return
+        lead = self._lead
+        members = None if lead is None else lead.members
+        if (
+            lead is not None
+            and lead.state == PENDING
+            and (members is None or len(members) < MAX_MEMBERS)
+        ):
+            job.lead = lead  # Worker.submit lists it, if the lead still waits then
+        else:
+            self._lead = job  # the next group's first
 
     def _own_write(self, inline: Inline, sql: str) -> How:
         """How an autocommit write may run on the loop thread (None: on the writer)."""
@@ -809,6 +863,9 @@ class Database(Queries, Opening):
             wal_checkpoints_busy=self._writer.session.wal_checkpoints_busy,
             inline_calls=sum(m.worker.inline.calls for m in self._all if m.worker.inline),
             inline_moved=sum(m.worker.inline.moved for m in self._all if m.worker.inline),
+            grouped_writes=self._writer.session.grouped_writes,
+            group_commits=self._writer.session.group_commits,
+            group_retries=self._writer.session.group_retries,
         )
 
 

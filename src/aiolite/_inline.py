@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUDGET",
+    "DML",
     "KEYWORD",
     "NO",
     "NOWAIT",
@@ -112,7 +113,7 @@ CLEAN, LOCKED, UNKNOWN = range(3)
 #: The first keyword of a statement, after white space and comments.
 KEYWORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*([A-Za-z]+)", re.DOTALL)
 _DEFERRED = re.compile(r"\s*BEGIN(?:\s+DEFERRED)?(?:\s+TRANSACTION)?\s*;?\s*", re.IGNORECASE)
-_DML = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})  # sqlite3's implicit BEGIN
+DML = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})  # sqlite3's implicit BEGIN
 _READS = frozenset({"SELECT", "VALUES", "WITH"})
 _PLANNED = frozenset({"SELECT", "VALUES", "WITH", "INSERT", "REPLACE", "UPDATE", "DELETE"})
 # Statements after which what we learned may be wrong: the schema, the attached databases
@@ -378,7 +379,7 @@ class Inline:
             conn = self.worker.connection
             if conn is not None and conn.in_transaction:
                 return NOWAIT
-            if self.implicit_begin and keyword(sql) in _DML:
+            if self.implicit_begin and keyword(sql) in DML:
                 return NOWAIT  # sqlite3 sends BEGIN first: the statement does not commit
             return NO
         if kind == BEGIN:
@@ -509,7 +510,7 @@ class Inline:
         kind = self.kinds.get(sql)
         if kind is None:
             word = keyword(sql)
-            kind = READ if word in _READS else WRITE if word in _DML else NEVER
+            kind = READ if word in _READS else WRITE if word in DML else NEVER
             if kind != NEVER and _calls_user_code(sql, self.names):
                 kind = NEVER
             self._set_kind(sql, kind)

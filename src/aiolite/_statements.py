@@ -6,7 +6,9 @@ the job every Database operation submits; it
 
 1. runs the statements a transaction or read session deferred (``BEGIN IMMEDIATE``,
    ``SAVEPOINT``/``RELEASE``...), so they cost no round trip of their own;
-2. for an autocommit write, wraps the statement in ``BEGIN IMMEDIATE`` ... ``COMMIT``;
+2. for an autocommit write, wraps the statement in ``BEGIN IMMEDIATE`` ... ``COMMIT``,
+   together with the autocommit writes queued behind it that asked to go with it (a
+   *group*, see :func:`_group`): one commit for all of them;
 3. executes the statement and shapes the result (one row, all rows, one value, a
    :class:`WriteResult`, or the first chunk of a stream);
 4. reports it to the hook and the slow-statement log.
@@ -38,9 +40,10 @@ from ._exceptions import DatabaseLockedError, QueryTimeoutError, TooManyRowsErro
 from ._pragmas import WRITER_BUSY_SLICE_MS
 from ._sandbox import refused
 from ._types import Parameters
+from ._worker import CANCELLING, RUNNING, Aborted
 
 if TYPE_CHECKING:
-    from ._worker import Worker
+    from ._worker import Job, Worker
 
 __all__ = [
     "ALL",
@@ -235,6 +238,11 @@ class Session:
         self.observed = hook is not None or slow is not None
         #: Lock attempts that found the database busy (read by Database.statistics()).
         self.busy_retries = 0
+        #: Group commit (see _group): writes committed in groups, groups committed, and
+        #: groups run again one write at a time.
+        self.grouped_writes = 0
+        self.group_commits = 0
+        self.group_retries = 0
         #: Transactions (``db.transaction()`` blocks) this connection committed.
         self.transactions = 0
         #: The writer's WAL limit in bytes (None: SQLite's own checkpoints only), the WAL
@@ -460,6 +468,11 @@ class Session:
         # transaction intact: retrying it is safe.
         if not _attempt(conn, "COMMIT"):
             self._retry_busy(conn, "COMMIT")
+        self.committed(conn)
+
+    def committed(self, conn: sqlite3.Connection) -> None:
+        """After a COMMIT: what a commit makes due (the schema epoch, WAL checks,
+        checkpoints)."""
         if self.ddl:  # the schema changed: every connection asks SQLite again
             self.ddl = False
             self.clock.epoch += 1
@@ -743,6 +756,9 @@ def run(
                     s.ddl = False
                     s.clock.epoch += 1
         if tx == AUTOCOMMIT:
+            job = s.worker._running
+            if job is not None and job.members and mode == WRITE:
+                return _group(conn, s, job.members, sql, params, shape)
             conn = s.settle(conn)
             s.begin(conn)
             try:
@@ -780,6 +796,136 @@ def run(
             s.worker.deadline = None
         if s.observed:
             s.report(sql, params, time.perf_counter() - started, error)
+
+
+#: The savepoint each write of a group runs in, so that a failing one is undone alone.
+_MEMBER = "aiolite_group_member"
+
+
+def _group(
+    conn: sqlite3.Connection, s: Session, members: list[Job], sql: str, params: Any, shape: Any
+) -> Any:
+    """Run an autocommit write and the ones grouped with it (``members``: jobs of
+    ``db.execute`` queued behind it) in one transaction: one COMMIT for all of them.
+
+    Each write runs in a savepoint: one that fails is rolled back alone and reports its
+    error, as in a transaction of its own.  If the transaction itself goes (a failed
+    COMMIT, a full disk, a conflict clause that rolls back everything, a cancel that
+    interrupts a write), all of it is rolled back and each write runs again alone, in its
+    own transaction, exactly as without groups: nothing of the group was reported yet.
+    So every write is committed once or not at all, and each task learns its outcome
+    after its COMMIT.  Returns the first write's outcome (the running job's own); the
+    members' go to the worker (Worker.member_done).
+
+    Cancellation: a member cancelled before its turn never runs (Worker.claim); one
+    cancelled while the group runs aborts it, as a single write's cancel would, and the
+    others then run alone, no longer abortable by another's cancel (Job.shielded).
+    """
+    worker = s.worker
+    lead = worker._running
+    assert lead is not None
+    conn = s.settle(conn)
+    # (job, sql, params, shape) of each write, the running job's own first.
+    writes: list[tuple[Job, str, Any, Any]] = [(lead, sql, params, shape)]
+    writes += [(m, m.args[3], m.args[4], m.args[5]) for m in members]
+    outcomes: list[tuple[Job, bool, Any, float]] = []
+    reached = 0  # writes[:reached] were claimed (or found cancelled)
+    try:
+        s.begin(conn)
+        for job, q, p, shape in writes:
+            reached += 1
+            if job is not lead and not worker.claim(job):
+                continue  # cancelled before its turn: never runs
+            started = time.perf_counter()
+            conn.execute(f"SAVEPOINT {_MEMBER}")
+            try:
+                value = _write(conn, s, q, p, shape, None)
+            except sqlite3.Error as exc:
+                if not conn.in_transaction:
+                    raise  # it took the transaction with it
+                conn.execute(f"ROLLBACK TO {_MEMBER}")
+                conn.execute(f"RELEASE {_MEMBER}")
+                outcomes.append((job, False, exc, time.perf_counter() - started))
+            else:
+                conn.execute(f"RELEASE {_MEMBER}")
+                outcomes.append((job, True, value, time.perf_counter() - started))
+        if not _attempt(conn, "COMMIT"):
+            s._retry_busy(conn, "COMMIT")
+    except BaseException as exc:
+        # Nothing was committed (a COMMIT that fails commits nothing): undo it all, then
+        # each write once more, alone.
+        conn = s.settle(conn)
+        s.group_retries += 1
+        outcomes = _alone(conn, s, writes, reached, exc)
+    else:
+        s.group_commits += 1
+        s.grouped_writes += sum(1 for o in outcomes if o[1])
+        s.committed(conn)
+    own: Optional[tuple[bool, Any]] = None
+    for job, ok, value, took in outcomes:
+        if not ok and isinstance(value, sqlite3.Error):
+            _explain(value, s.role)
+        if job is lead:
+            own = (ok, value)
+            continue
+        if s.observed:
+            s.report(job.args[3], job.args[4], took, None if ok else value)
+        worker.member_done(job, ok, value, took)
+    lead.members = None  # the jobs it held are done: let them go
+    assert own is not None  # the running job's own write always has an outcome
+    if not own[0]:
+        raise own[1]
+    return own[1]
+
+
+def _alone(
+    conn: sqlite3.Connection,
+    s: Session,
+    writes: list[tuple[Job, str, Any, Any]],
+    reached: int,
+    error: BaseException,
+) -> list[tuple[Job, bool, Any, float]]:
+    """A group's writes, each in its own transaction, after the group's was rolled back.
+
+    A write whose task was cancelled while the group ran (CANCELLING: its cancel may be
+    what stopped the group) is not run again: it reports the abort.  The others can no
+    longer be aborted (an abort would stop whichever write runs, not the cancelled one):
+    a cancel now waits for the truth, or finds the write not begun and it never runs."""
+    worker = s.worker
+    lead = writes[0][0]
+    with worker._lock:
+        cancelled = {id(job) for job, *_ in writes[:reached] if job.state == CANCELLING}
+        for job, *_ in writes:
+            job.shielded = True
+        worker.aborting = False
+    if id(lead) not in cancelled:
+        worker._aborted = False  # the lead's outcome is its own run's, below
+    outcomes: list[tuple[Job, bool, Any, float]] = []
+    for i, (job, q, p, shape) in enumerate(writes):
+        if id(job) in cancelled:
+            value: Any = error if job is lead else Aborted(error)
+            outcomes.append((job, False, value, 0.0))
+            continue
+        if job is not lead:
+            if i < reached:
+                if job.state != RUNNING:
+                    continue  # found cancelled in the group: never ran
+            elif not worker.claim(job):
+                continue
+        started = time.perf_counter()
+        try:
+            s.begin(conn)
+            try:
+                value = _write(conn, s, q, p, shape, None)
+                s.commit(conn)
+            except BaseException:
+                conn = s.settle(conn)
+                raise
+        except BaseException as exc:  # delivered to its task, as the worker would
+            outcomes.append((job, False, exc, time.perf_counter() - started))
+        else:
+            outcomes.append((job, True, value, time.perf_counter() - started))
+    return outcomes
 
 
 _SQLITE_READONLY, _SQLITE_FULL = 8, 13

@@ -12,6 +12,11 @@ Protocol, in one screen:
   marks it DONE under ``_lock``, then hands the outcome to ``job.waker`` (``push`` + ``wake``).
   While more jobs are queued and known to be short, it holds outcomes and hands them over
   as a batch, so a burst of work costs the loop one wake-up (see SHORT_JOB below).
+* A job may name a queued ``lead`` to go with: while the lead has not started, the job is
+  also listed in the lead's ``members``, and the lead's function may run it first
+  (``claim`` + ``member_done``; a Database groups short writes into one transaction so).
+  The member stays queued all the same: claimed, it is skipped there; not claimed (the
+  lead was cancelled, or left it), it runs there in its turn.
 * ``cancel(job)`` (loop thread) marks a PENDING job CANCELLED, so it never runs.  A RUNNING
   job is *aborted*: the worker's progress handler (installed on every connection it owns)
   sees the request at SQLite's next progress check and stops the job's own statement.  Never
@@ -85,6 +90,9 @@ SHORT_JOB = 200e-6
 MAX_HOLD = 1e-3
 MAX_HELD = 256
 MAX_KEYS = 2048
+#: The most members one job takes (see Worker.submit): a group of short writes commits
+#: once for all of them; the first of them waits for the last.
+MAX_MEMBERS = 64
 LONG = float("inf")
 
 JobFn = Callable[..., Any]
@@ -98,6 +106,8 @@ class Job:
         "final",
         "fn",
         "key",
+        "lead",
+        "members",
         "pure",
         "rollback_if_cancelled",
         "shielded",
@@ -138,6 +148,10 @@ class Job:
         #: (sql, parameters) of a statement job that may run on the caller's thread
         #: (see _inline); None for every other job.
         self.stmt = stmt
+        #: A job still queued that this one asks to run with (see Worker.submit), and the
+        #: jobs that asked this one: its function may run them itself (Worker.claim).
+        self.lead: Optional[Job] = None
+        self.members: Optional[list[Job]] = None
 
 
 #: What ``Worker.run_here`` returns when the call did not run on the calling thread.
@@ -252,6 +266,8 @@ class Worker:
         self._user_n = 0
         self._progress_calls = 0
         self._durations: dict[Any, float] = {}  # job key -> moving average of its run time
+        #: Outcomes of members the running job ran (see claim), delivered after its own.
+        self._member_outcomes: list[tuple[Job, bool, Any, float]] = []
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # ---- called from event loop threads -------------------------------------------------
@@ -295,11 +311,35 @@ class Worker:
             return
         if not self.accepting:
             raise _closed_error()
+        lead = job.lead
+        if lead is not None:
+            with self._lock:
+                members = lead.members
+                if lead.state != PENDING or (members is not None and len(members) >= MAX_MEMBERS):
+                    job.lead = None  # it started (or is full): this job goes alone
+                else:
+                    if members is None:
+                        members = lead.members = []
+                    members.append(job)
         self._tickets.append(None)
         self.submitted += 1
         self._queue.put(job)
         if self.finished:  # lost the race with the final job: nobody else will run it
             self._fail_leftovers()
+
+    def claim(self, job: Job) -> bool:
+        """Worker thread, from the running job's function: take one of its ``members`` to
+        run now (True), unless it was cancelled (False: it never runs)."""
+        with self._lock:
+            if job.state != PENDING:
+                return False
+            job.state = RUNNING
+            return True
+
+    def member_done(self, job: Job, ok: bool, value: Any, took: float) -> None:
+        """Worker thread: the outcome of a claimed member, handed over after the running
+        job's own (so, for a Database's group of writes, after their COMMIT)."""
+        self._member_outcomes.append((job, ok, value, took))
 
     def post(self, fn: JobFn, *args: Any) -> bool:
         """Queue a job nobody waits for (a release, a rollback); False once the thread ended.
@@ -504,15 +544,19 @@ class Worker:
                 # cursor finalized on the loop thread can race with closing the connection).
                 traceback.clear_frames(exc.__traceback__)
             ended = clock()
+            took = ended - started
+            members = self._member_outcomes
+            if members:  # their time is theirs (see _settle_members)
+                took -= sum(m[3] for m in members)
             # A moving average of how long jobs of this kind take.
             key = job.key
             old = durations.get(key)
             if old is None:
                 if len(durations) >= MAX_KEYS:
                     durations.clear()
-                durations[key] = ended - started
+                durations[key] = took
             else:
-                durations[key] = old * 0.75 + (ended - started) * 0.25
+                durations[key] = old * 0.75 + took * 0.25
             acquire()
             state = job.state
             job.state = DONE
@@ -525,6 +569,8 @@ class Worker:
             inline = self.inline
             if inline is not None:
                 self._learn(inline, job.stmt, ok)
+            if members:
+                self._settle_members(members, inline)
             if not ok and job.waker is None and state != CANCELLED:
                 # Set holding the connection: no call runs on the loop thread before it is
                 # raised (it empties fast, which that call would check).
@@ -541,12 +587,35 @@ class Worker:
                 if not held:
                     held_since = ended
                 held.append((job, ok, value))
+            if members:
+                if not held:
+                    held_since = ended
+                for member, m_ok, m_value, _ in members:
+                    if member.waker is not None:  # claimed: never CANCELLED
+                        self.round_trips += 1
+                        held.append((member, m_ok, m_value))
+                members.clear()
             if job.final:
                 self._hand_over_held(held)
                 self._finish()
                 return
             # Drop references now: a traceback must not keep rows or cursors alive.
             del job, value
+
+    def _settle_members(
+        self, members: list[tuple[Job, bool, Any, float]], inline: Optional[Inline]
+    ) -> None:
+        """Worker thread, holding the connection: what the main loop does for a job that
+        ran, for the members the running job ran (their queue entries are then skipped)."""
+        durations = self._durations
+        for member, ok, _, took in members:
+            with self._lock:
+                member.state = DONE
+            key = member.key
+            old = durations.get(key)
+            durations[key] = took if old is None else old * 0.75 + took * 0.25
+            if inline is not None:
+                self._learn(inline, member.stmt, ok)
 
     def _learn(self, inline: Inline, stmt: Optional[tuple[str, Any]], ok: bool) -> None:
         try:
