@@ -229,6 +229,40 @@ async def test_a_database_writer_never_waits_on_the_loop(db_path: Path) -> None:
         assert await db.fetchval("SELECT count(*) FROM t") == 4
 
 
+async def test_writes_run_here_leave_the_configured_busy_timeout_to_everything_else(
+    db_path: Path,
+) -> None:
+    """A write run here sets the busy timeout to 0 and leaves it there between such calls
+    (Worker.no_wait); whatever runs on the worker, or holds the connection from another
+    thread, finds the configured one again."""
+    async with aiolite.connect(db_path, timeout=3.5) as db:
+        await _setup(db)
+        for i in range(5):  # transactions whose first write runs here, with no wait
+            await db.execute(INSERT, (i,))
+            await db.commit()
+        assert db._worker.no_wait
+        assert db.statistics().inline_calls >= 4
+        assert await db.execute_fetchall("PRAGMA busy_timeout") == [(3500,)]  # a job
+        assert not db._worker.no_wait
+        await db.execute(INSERT, (9,))
+        await db.commit()
+        assert db._worker.no_wait
+        with db._worker.holding() as conn:  # another thread's use (a backup)
+            assert conn is not None
+            assert conn.execute("PRAGMA busy_timeout").fetchone() == (3500,)
+    async with aiolite.open(db_path, busy_timeout=2.0) as database:
+        for i in range(5):  # own transactions, run here
+            await database.execute(INSERT, (i,))
+        writer = database._writer.worker
+        assert writer.no_wait
+        expected = writer.wait_ms
+        assert expected > 0
+        assert await database.fetchval("PRAGMA busy_timeout") is not None
+        with writer.holding() as conn:
+            assert conn is not None
+            assert conn.execute("PRAGMA busy_timeout").fetchone() == (expected,)
+
+
 async def test_a_tight_loop_of_inline_calls_lets_other_tasks_run(db_path: Path) -> None:
     """The task never suspends on its own (every call runs here), yet a ticker keeps
     getting turns: the calls give the loop one at least every millisecond or so."""

@@ -519,7 +519,7 @@ class Inline:
     def refresh(self, conn: sqlite3.Connection) -> None:
         """Worker thread: (re)read the facts of a connection just opened."""
         self.forget()
-        self.facts = _Facts(conn)
+        self.facts = self._read_facts(conn)
 
     def learn_at_open(self, conn: sqlite3.Connection) -> None:
         """Worker thread: read the facts of a connection just opened, if no lock is in
@@ -613,7 +613,7 @@ class Inline:
             # the user's (a SHARED lock held to the end of a deferred transaction, which
             # deadlocks two writers in rollback-journal mode: found by encode/databases'
             # concurrent-transactions test), or fix a WAL snapshot earlier than the user's.
-            self.facts = _Facts(conn)
+            self.facts = self._read_facts(conn)
         kinds = self.kinds
         kind = kinds.get(sql)
         if kind is None:
@@ -629,7 +629,7 @@ class Inline:
             if word in _RESETS or (word == "PRAGMA" and "=" in sql):
                 self.forget()
                 if not in_tx and not self.hooked:  # read them again now, while we may
-                    self.facts = _Facts(conn)
+                    self.facts = self._read_facts(conn)
         if not in_tx:
             return
         if kind in (WRITE, BIG_WRITE, LOCK):
@@ -638,11 +638,12 @@ class Inline:
         elif kind == NEVER and self.state != LOCKED:
             self.state = UNKNOWN
 
-    def nowait(self, conn: sqlite3.Connection, on: bool) -> None:
-        """Set SQLite's busy timeout to 0 for a call run here with NOWAIT, and back."""
-        facts = self.facts
-        ms = 0 if on or facts is None else facts.busy_timeout
-        conn.execute(f"PRAGMA busy_timeout={ms}")
+    def _read_facts(self, conn: sqlite3.Connection) -> _Facts:
+        facts = _Facts(conn)
+        worker = self.worker
+        if worker.no_wait:  # read as 0, set for the loop thread (Worker.no_wait)
+            facts.busy_timeout = worker.wait_ms
+        return facts
 
     def forget(self) -> None:
         """The schema or the settings may have changed: learn kinds and facts again."""

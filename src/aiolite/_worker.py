@@ -237,6 +237,14 @@ class Worker:
         #: True while a NOWAIT call runs on the loop thread: a busy retry loop must give
         #: up at once (the call then moves to the worker) instead of retrying here.
         self.here = False
+        #: The connection's busy timeout is 0, as a NOWAIT call on the loop thread set it
+        #: (so that a locked database fails at once there instead of sleeping), and
+        #: wait_ms (its configured value, milliseconds) is restored before anything else
+        #: may wait on it: a job, or another thread holding the connection.  Left at 0
+        #: between calls on the loop thread, where nothing may wait anyway: setting and
+        #: restoring it around each one were two statements, ~20% of a short write there.
+        self.no_wait = False
+        self.wait_ms = 0
         # Plain attributes, read without the lock on every call (a bool read is atomic);
         # written only under _lock.
         #: False once the final job was submitted: no more jobs are taken.
@@ -466,6 +474,7 @@ class Worker:
         self._set_steps(conn, PROGRESS_STEPS)
         with self._lock:
             self.connection = conn
+        self.no_wait = False  # a new connection has its own busy timeout
         # Probed again, on the loop thread, before a call runs there (a reopened
         # connection may keep its thread check); its shared cursor is made then.
         self._probed = False
@@ -532,6 +541,8 @@ class Worker:
                 tx_before = conn.in_transaction
             started = clock()
             try:
+                if self.no_wait:
+                    self._restore_wait()
                 if self.lost_transaction and job.rollback_if_cancelled:
                     raise lost_transaction_error()
                 value = job.fn(conn, *job.args)
@@ -629,6 +640,8 @@ class Worker:
         job and no call on the loop thread uses the connection meanwhile; gives it."""
         self.token.get()
         try:
+            if self.no_wait:
+                self._restore_wait()
             yield self.connection
         finally:
             self.token.put(None)
@@ -730,7 +743,12 @@ class Worker:
         (and the call goes to the worker, whose wait is the configured one)."""
         inline = self.inline
         assert inline is not None
-        inline.nowait(conn, True)
+        if not self.no_wait:
+            facts = inline.facts
+            assert facts is not None  # admitted: read
+            self.wait_ms = facts.busy_timeout
+            conn.execute("PRAGMA busy_timeout=0")
+            self.no_wait = True
         self.here = True
         started = perf_counter()
         if budget > 0:
@@ -741,14 +759,10 @@ class Worker:
             except BaseException as exc:
                 if self._failed_here(key, stmt, exc, started):
                     return NOT_HERE
-                if is_busy(exc):
-                    inline.busy += 1
-                    return NOT_HERE
                 raise
         finally:
             self.here = False
             self.budget_deadline = None
-            inline.nowait(conn, False)
         took = perf_counter() - started
         if took >= SHORT_HERE or key in inline.hist:
             inline.record(key, took)
@@ -774,9 +788,23 @@ class Worker:
             if inline is not None:
                 inline.overran(key, perf_counter() - started)
             return True
+        if is_busy(exc):
+            # Another connection holds a lock (the write lock, or a WAL recovery): never
+            # waited for here (the busy timeout is 0 meanwhile: see no_wait).  Nothing
+            # ran, so the worker runs it, waiting as configured.
+            if inline is not None:
+                inline.busy += 1
+            return True
         if inline is not None:
             self._learn(inline, stmt, False)
         return False
+
+    def _restore_wait(self) -> None:
+        """Give the connection its busy timeout back (see no_wait); holding it."""
+        self.no_wait = False
+        conn = self.connection
+        if conn is not None:
+            conn.execute(f"PRAGMA busy_timeout={self.wait_ms}")
 
     def _probe(self, conn: sqlite3.Connection) -> bool:
         """Whether this thread may use the connection (check_same_thread=False)."""
