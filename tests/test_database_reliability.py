@@ -185,29 +185,39 @@ KILL_SCRIPT = """
     import asyncio, sys
     import aiolite
 
-    async def main(path, start):
-        async with aiolite.open(path) as db:
-            i = start
-            while True:
-                await db.execute("INSERT INTO acked(id, pad) VALUES (?, randomblob(2000))", (i,))
-                print(i, flush=True)  # acknowledged: the commit returned
-                i += 1
+    async def writer(db, i):
+        while True:
+            await db.execute("INSERT INTO acked(id, pad) VALUES (?, randomblob(2000))", (i,))
+            print(i, flush=True)  # acknowledged: the commit returned
+            i += 1
+            if i % 50 == 0:  # concurrent writers commit in groups: show that they did
+                print("groups", db.statistics().group_commits, flush=True)
 
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    async def main(path, start, tasks):
+        async with aiolite.open(path) as db:
+            await asyncio.gather(*(writer(db, start + t * 100_000) for t in range(tasks)))
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
 
 
-def test_kill_9_during_commits_loses_no_acknowledged_commit(db_path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tasks", [1, 20])
+def test_kill_9_during_commits_loses_no_acknowledged_commit(
+    db_path: Path, tmp_path: Path, tasks: int
+) -> None:
+    """Killed at a random moment while committing, one writer or 20 at once (whose
+    db.execute() calls then commit in groups): every acknowledged write is in the file."""
     raw = sqlite3.connect(db_path)
     raw.execute("CREATE TABLE acked(id INTEGER PRIMARY KEY, pad BLOB)")
     raw.close()
     script = tmp_path / "kill.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT))
     acknowledged: list[int] = []
+    groups = 0
     rng = random.Random(7)
     for round_ in range(5):
         proc = subprocess.Popen(
-            [sys.executable, str(script), str(db_path), str(round_ * 1_000_000)],
+            [sys.executable, str(script), str(db_path), str(round_ * 10_000_000), str(tasks)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -221,11 +231,13 @@ def test_kill_9_during_commits_loses_no_acknowledged_commit(db_path: Path, tmp_p
         lines = [first, *out.splitlines()]
         # The last line may be cut by the kill; every complete line was acknowledged.
         acknowledged += [int(x) for x in lines if x.strip().isdigit()]
+        groups = max([groups] + [int(x.split()[1]) for x in lines[:-1] if x.startswith("groups")])
         assert fetch(db_path, "PRAGMA integrity_check") == [("ok",)]
         stored = {r[0] for r in fetch(db_path, "SELECT id FROM acked")}
         missing = set(acknowledged) - stored
         assert missing == set(), f"round {round_}: acknowledged commits lost: {sorted(missing)}"
     assert len(acknowledged) > 50
+    assert (groups > 0) == (tasks > 1)
 
 
 @pytest.mark.anyio
