@@ -261,6 +261,56 @@ async def test_random_cancels_lose_no_acknowledged_write_and_commit_none_twice(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_closing_amid_grouped_writes_loses_no_acknowledged_write(
+    db_path: Path, seed: int
+) -> None:
+    """The Database is closed at a random moment while 40 tasks write (and some cancel):
+    the writes queued before the close run (in groups), later ones fail with
+    ConnectionClosedError; after reopening, every acknowledged write is there once, and
+    nothing else but writes that were attempted."""
+    rng = random.Random(seed)
+    acknowledged: set[str] = set()
+    attempted: set[str] = set()
+    refused = 0
+    db = await aiolite.open(db_path, readers=1)
+    await make_table(db)
+    await warm(db, INSERT, lambda n: ("warm", -1))
+    before = db.statistics()
+
+    async def writer(task: int) -> None:
+        nonlocal refused
+        for i in range(200):
+            token = f"{task}-{i}"
+            attempted.add(token)
+            with anyio.CancelScope() as scope:
+                if rng.random() < 0.1:
+                    scope.deadline = anyio.current_time() + rng.uniform(0, 0.002)
+                try:
+                    await db.execute(INSERT, (token, task))
+                except aiolite.ConnectionClosedError:
+                    refused += 1
+                    return
+                acknowledged.add(token)
+
+    async with anyio.create_task_group() as tg:
+        for task in range(40):
+            tg.start_soon(writer, task)
+        await anyio.sleep(rng.uniform(0.02, 0.15))
+        stats = db.statistics()
+        await db.close()
+    async with aiolite.open(db_path, readers=1) as again:
+        counts = await rows_by_token(again)
+        assert await again.fetchval("PRAGMA integrity_check") == "ok"
+    counts.pop("warm")
+    assert refused > 0  # the close came amid the writes
+    assert stats.group_commits > before.group_commits
+    assert all(n == 1 for n in counts.values())  # nothing committed twice
+    assert acknowledged <= set(counts)  # nothing acknowledged was lost
+    assert set(counts) <= attempted
+
+
+@pytest.mark.anyio
 async def test_disk_full_in_a_group_loses_nothing_acknowledged(db_path: Path) -> None:
     async with aiolite.open(db_path, pragmas={"max_page_count": 60}, readers=1) as db:
         await db.execute("CREATE TABLE b(id INTEGER PRIMARY KEY, token TEXT, pad BLOB)")

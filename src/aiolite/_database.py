@@ -333,10 +333,10 @@ class Database(Queries, Opening):
         #: Plain reads and one-job writes submitted and not answered yet (loop side).
         self._inflight = 0
         #: The last db.execute() write queued on the writer as a group's first: later
-        #: ones join it while it waits (see _join_group).  Whether a write's SQL may be
-        #: grouped at all (one INSERT/UPDATE/DELETE/REPLACE statement), by SQL text.
+        #: ones join it while it waits (see _join_group).  Whether an SQL text is an
+        #: INSERT/UPDATE/DELETE/REPLACE (its first keyword), the only writes grouped.
         self._lead: Optional[Job] = None
-        self._groupable: dict[str, bool] = {}
+        self._dml: dict[str, bool] = {}
         self._opened = False
         self._closing = False
         self._closed = False
@@ -670,18 +670,16 @@ class Database(Queries, Opening):
         running the others again.  The first such write after a group started leads the
         next one."""
         w = self._writer
-        groupable = self._groupable.get(sql)
-        if groupable is None:
-            groupable = (
-                not w.session.bare_autocommit  # dqlite: each statement commits by itself
-                and w.session.authorizer is None
-                and keyword(sql) in DML
-            )
-            if len(self._groupable) >= MAX_KINDS:
-                self._groupable.clear()
-            self._groupable[sql] = groupable
+        s = w.session
+        if s.bare_autocommit or s.authorizer is not None:  # dqlite: each commits by itself
+            return
+        dml = self._dml.get(sql)
+        if dml is None:
+            if len(self._dml) >= MAX_KINDS:
+                self._dml.clear()
+            dml = self._dml[sql] = keyword(sql) in DML
         took = w.worker.expected(sql)
-        if not groupable or took is None or took >= GROUP_SHORT:
+        if not dml or took is None or took >= GROUP_SHORT:
             return
         lead = self._lead
         members = None if lead is None else lead.members

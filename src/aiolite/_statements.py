@@ -466,9 +466,13 @@ class Session:
         self.worker.budget_deadline = None
         # A COMMIT that fails busy (rollback-journal mode, readers still reading) keeps the
         # transaction intact: retrying it is safe.
+        self.end(conn)
+        self.committed(conn)
+
+    def end(self, conn: sqlite3.Connection) -> None:
+        """The COMMIT statement alone, retried while busy (see commit)."""
         if not _attempt(conn, "COMMIT"):
             self._retry_busy(conn, "COMMIT")
-        self.committed(conn)
 
     def committed(self, conn: sqlite3.Connection) -> None:
         """After a COMMIT: what a commit makes due (the schema epoch, WAL checks,
@@ -759,15 +763,7 @@ def run(
             job = s.worker._running
             if job is not None and job.members and mode == WRITE:
                 return _group(conn, s, job.members, sql, params, shape)
-            conn = s.settle(conn)
-            s.begin(conn)
-            try:
-                value = _MODES[mode](conn, s, sql, params, shape, extra)
-                s.commit(conn)
-            except BaseException:
-                s.settle(conn)
-                raise
-            return value
+            return _own_transaction(s.settle(conn), s, mode, sql, params, shape, extra)
         if mode == SCRIPT:
             conn = s.settle(conn)
         if tx == TX and not conn.in_transaction:
@@ -796,6 +792,21 @@ def run(
             s.worker.deadline = None
         if s.observed:
             s.report(sql, params, time.perf_counter() - started, error)
+
+
+def _own_transaction(
+    conn: sqlite3.Connection, s: Session, mode: int, sql: str, params: Any, shape: Any, x: Any
+) -> Any:
+    """An autocommit statement: BEGIN IMMEDIATE, the statement, COMMIT; rolled back if
+    anything fails.  ``conn`` is outside any transaction (Session.settle)."""
+    s.begin(conn)
+    try:
+        value = _MODES[mode](conn, s, sql, params, shape, x)
+        s.commit(conn)
+    except BaseException:
+        s.settle(conn)
+        raise
+    return value
 
 
 #: The savepoint each write of a group runs in, so that a failing one is undone alone.
@@ -849,8 +860,7 @@ def _group(
             else:
                 conn.execute(f"RELEASE {_MEMBER}")
                 outcomes.append((job, True, value, time.perf_counter() - started))
-        if not _attempt(conn, "COMMIT"):
-            s._retry_busy(conn, "COMMIT")
+        s.end(conn)
     except BaseException as exc:
         # Nothing was committed (a COMMIT that fails commits nothing): undo it all, then
         # each write once more, alone.
@@ -914,14 +924,10 @@ def _alone(
                 continue
         started = time.perf_counter()
         try:
-            s.begin(conn)
-            try:
-                value = _write(conn, s, q, p, shape, None)
-                s.commit(conn)
-            except BaseException:
-                conn = s.settle(conn)
-                raise
+            value = _own_transaction(conn, s, WRITE, q, p, shape, None)
         except BaseException as exc:  # delivered to its task, as the worker would
+            # It rolled back (Session.settle), replacing the connection if it had to.
+            conn = worker.connection or conn
             outcomes.append((job, False, exc, time.perf_counter() - started))
         else:
             outcomes.append((job, True, value, time.perf_counter() - started))
