@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import platform
 import random
@@ -344,7 +345,10 @@ def build(scale: Scale) -> list[Scenario]:
 
 
 def run_round(fn: Callable[[Path], Any], path: Path) -> Outcome:
-    """One run; an asynchronous one under the lag probe."""
+    """One run; an asynchronous one under the lag probe.  Garbage is collected first, as
+    in benchmarks.run.run_round: a full collection made due by earlier rounds would
+    otherwise land at random in a later round's probe window (~6 ms holding the GIL)."""
+    gc.collect()
     result = fn(path)
     if asyncio.iscoroutine(result):
         result, lag = run_probed(result)
