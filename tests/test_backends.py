@@ -50,6 +50,31 @@ async def test_many_tasks_share_one_connection(db: aiolite.Connection) -> None:
     assert got == {i: i * 2 for i in range(200)}
 
 
+async def test_a_closed_cursors_awaitable_is_awaited_any_number_of_times(
+    db: aiolite.Connection,
+) -> None:
+    """What ``close()`` returns (also what ``async with`` awaits at exit) is already over:
+    awaited again and again, by many tasks at once, on every backend, it gives None and
+    never suspends (an exhausted coroutine would raise at its second await)."""
+    cur = await db.execute("SELECT 1")
+    over = cur.close()
+    got: list[object] = []
+
+    async def one() -> None:
+        for _ in range(3):
+            got.append(await over)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(one)
+    assert got == [None] * 60
+    for i in range(3):  # every exit awaits the same finished awaitable
+        async with db.execute("SELECT ?", (i,)) as cur:
+            assert await cur.fetchone() == (i,)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
+        await cur.fetchone()
+
+
 async def test_exceptions_cross_backends(db: aiolite.Connection) -> None:
     """Errors raised on the worker arrive as the same sqlite3 exception on every backend."""
     import sqlite3

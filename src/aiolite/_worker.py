@@ -610,10 +610,11 @@ class Worker:
     ) -> None:
         """Worker thread, holding the connection: what the main loop does for a job that
         ran, for the members the running job ran (their queue entries are then skipped)."""
+        with self._lock:
+            for member, *_ in members:
+                member.state = DONE
         durations = self._durations
         for member, ok, _, took in members:
-            with self._lock:
-                member.state = DONE
             _average(durations, member.key, took)
             if inline is not None:
                 self._learn(inline, member.stmt, ok)
